@@ -35,3 +35,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+def _register_hypothesis_profiles() -> None:
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:
+        return
+    settings.register_profile("default", deadline=None)
+    # Under ASan/UBSan every call is several times slower; fewer, equally random examples.
+    settings.register_profile(
+        "ci-asan", deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.load_profile("default")
+
+
+_register_hypothesis_profiles()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _native_build_is_the_expected_one() -> None:
+    """When CI runs the sanitizer pass, make sure the sanitized extension is the one loaded."""
+    if os.environ.get("O1SEARCH_EXPECT_SANITIZE") == "1":
+        from o1search import _native
+
+        assert _native.core.sanitize, f"expected a sanitized _core, got {_native.core.__file__}"

@@ -1,0 +1,5 @@
+import sys
+
+from o1search.cli import main
+
+sys.exit(main())
