@@ -1,0 +1,231 @@
+"""Countdown: reach a target from a few numbers with + - * /, one operation per step.
+
+Prompt ``nums 3 7 8 target 60`` then a trace such as::
+
+    7*8=56
+    56+3=59        (this one would be wrong for target 60; the gold trace reaches it)
+    answer 60
+
+Rules the verifier enforces: every step is ``a op b = c`` with true integer arithmetic
+(``/`` exact, no negative results), each number is used at most as often as it is available
+(the given numbers plus the results of earlier steps), and the answer equals the target and
+is the value of the last step. Checks and corrections follow :mod:`o1search.tasks.base`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from typing import Any
+
+from o1search.reward.verifiers import VerifyResult
+from o1search.tasks.base import (
+    Problem,
+    Task,
+    TraceError,
+    check_completion_type,
+    check_line,
+    parse_trace,
+    wrong_and_correction,
+)
+
+__all__ = ["CountdownTask"]
+
+_BINARY = re.compile(r"^(\d+)([-+*/])(\d+)$")
+
+
+def _apply(a: int, op: str, b: int) -> int | None:
+    """a op b when it is a legal Countdown step (non-negative, exact division), else None."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b if a >= b else None
+    if op == "*":
+        return a * b
+    if b == 0 or a % b:
+        return None
+    return a // b
+
+
+class CountdownTask(Task):
+    """Countdown problems with exact step verification.
+
+    Parameters:
+        num_count: how many numbers a problem gives (2 to 6; default 3).
+        min_number, max_number: range of the given numbers (default 1..15).
+        max_value: largest intermediate value (and target) the generator builds (default 100).
+        min_target: smallest target (default 10, so that targets take some work).
+        n_train, n_test: split sizes (distinct problems; the splits share none).
+        seed: generation seed; equal knobs and seed give equal splits.
+        check_prob: probability that a demonstration step is followed by a ``check`` line.
+        correction_prob: probability that a demonstration step is first written wrong and
+            then corrected with a ``wait`` line.
+
+    Raises:
+        ValueError: knobs out of range, or too few distinct problems for the split sizes.
+    """
+
+    name = "countdown"
+
+    def __init__(
+        self,
+        *,
+        num_count: int = 3,
+        min_number: int = 1,
+        max_number: int = 15,
+        max_value: int = 100,
+        min_target: int = 10,
+        n_train: int = 2000,
+        n_test: int = 200,
+        seed: int = 0,
+        check_prob: float = 0.0,
+        correction_prob: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 2 <= num_count <= 6:
+            raise ValueError(f"num_count must be in 2..6, got {num_count}")
+        if not 0 <= min_number <= max_number:
+            raise ValueError(f"need 0 <= min_number <= max_number, got {min_number}, {max_number}")
+        if max_value < max(max_number, min_target, 1):
+            raise ValueError(f"max_value={max_value} is below max_number/min_target")
+        if n_train < 0 or n_test < 0:
+            raise ValueError("n_train and n_test must be >= 0")
+        for knob, p in (("check_prob", check_prob), ("correction_prob", correction_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{knob} must be a probability in [0, 1], got {p}")
+        self.num_count = num_count
+        self.min_number = min_number
+        self.max_number = max_number
+        self.max_value = max_value
+        self.min_target = min_target
+        self.n_train = n_train
+        self.n_test = n_test
+        self.seed = seed
+        self.check_prob = check_prob
+        self.correction_prob = correction_prob
+
+    # -- generation -------------------------------------------------------------------
+    def _generate_one(self, rng: random.Random) -> tuple[list[int], int, list[str]] | None:
+        nums = [rng.randint(self.min_number, self.max_number) for _ in range(self.num_count)]
+        pool = list(nums)
+        steps = []
+        # A random operation tree, built bottom-up: combine two available values per step.
+        while len(pool) > 1:
+            i, j = rng.sample(range(len(pool)), 2)
+            a, b = pool[i], pool[j]
+            ops = ["+", "-", "*", "/"]
+            rng.shuffle(ops)
+            for op in ops:
+                x, y = (a, b) if op in "+*" or a >= b else (b, a)
+                c = _apply(x, op, y)
+                # Skip steps that teach nothing (x*1, x/1, x-x) and values over the cap.
+                trivial = (op == "*" and 1 in (x, y)) or (op == "/" and y == 1)
+                if c is None or c > self.max_value or c == 0 or trivial:
+                    continue
+                break
+            else:
+                return None
+            steps.append(f"{x}{op}{y}={c}")
+            for k in sorted((i, j), reverse=True):
+                pool.pop(k)
+            pool.append(c)
+        target = pool[0]
+        if target < self.min_target or target in nums:
+            return None
+        return nums, target, steps
+
+    def _make_splits(self) -> dict[str, list[Problem]]:
+        rng = random.Random(f"countdown:{self.seed}")
+        want = self.n_train + self.n_test
+        seen: set[tuple[tuple[int, ...], int]] = set()
+        made: list[tuple[list[int], int, list[str]]] = []
+        misses = 0
+        while len(made) < want:
+            misses += 1
+            # Give up once new problems have become rare: the space is (nearly) exhausted.
+            if misses > 20_000:
+                raise ValueError(
+                    f"could only make {len(made)} distinct Countdown problems of the {want} "
+                    "asked for; lower n_train/n_test or widen min_number..max_number/max_value"
+                )
+            got = self._generate_one(rng)
+            if got is None:
+                continue
+            key = (tuple(sorted(got[0])), got[1])
+            if key in seen:  # same numbers and target: one problem, so splits stay disjoint
+                continue
+            seen.add(key)
+            made.append(got)
+            misses = 0
+        # Late finds are the rare problems; shuffle so the test split is not biased to them.
+        rng.shuffle(made)
+        splits: dict[str, list[Problem]] = {}
+        for split, part in (("train", made[: self.n_train]), ("test", made[self.n_train :])):
+            splits[split] = [
+                Problem(
+                    id=f"countdown-{split}-{i:05d}",
+                    question=f"nums {' '.join(map(str, nums))} target {target}",
+                    answer=str(target),
+                    solution=(*steps, f"answer {target}"),
+                    metadata={"nums": tuple(nums), "target": target},
+                )
+                for i, (nums, target, steps) in enumerate(part)
+            ]
+        return splits
+
+    # -- text -------------------------------------------------------------------------
+    def demonstration(self, problem: Problem, rng: random.Random | int | None = None) -> str:
+        """See :meth:`Task.demonstration`."""
+        rng = rng if isinstance(rng, random.Random) else random.Random(rng or 0)
+        out: list[str] = []
+        for step in problem.solution:
+            if step.startswith("answer"):
+                out.append(step)
+                continue
+            lhs, value = step.split("=")
+            if rng.random() < self.correction_prob:
+                out += wrong_and_correction(lhs, int(value), rng)
+            else:
+                out.append(step)
+            if rng.random() < self.check_prob:
+                out.append(check_line(step))
+        return self.format_completion(out)
+
+    def alphabet(self) -> str:
+        """See :meth:`Task.alphabet`."""
+        return "".join(sorted(set("0123456789+-*/= \nnumstargetanswercheckokwaitnot")))
+
+    # -- verdict ----------------------------------------------------------------------
+    def evaluate(self, problem: Problem, completion: str) -> VerifyResult:
+        """See :meth:`Task.evaluate`."""
+        check_completion_type(completion)
+        meta: dict[str, Any] = dict(problem.metadata)
+        try:
+            nums, target = list(meta["nums"]), int(meta["target"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"problem {problem.id!r} is not a Countdown problem") from exc
+        try:
+            steps, answer = parse_trace(completion, self.step_delimiter)
+            available = Counter(nums)
+            for k, step in enumerate(steps, 1):
+                m = _BINARY.match(step.lhs)
+                if not m:
+                    raise TraceError(f"step {k} ({step.lhs}) must be one operation a op b")
+                a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+                if _apply(a, op, b) is None:
+                    raise TraceError(f"step {k} ({step.lhs}) goes negative or is inexact")
+                for x in (a, b):
+                    if available[x] <= 0:
+                        raise TraceError(f"step {k} uses {x}, which is not available")
+                    available[x] -= 1
+                available[step.value] += 1
+        except TraceError as exc:
+            return VerifyResult(0.0, False, str(exc), self.extract_answer(completion))
+        if answer is None:
+            return VerifyResult(0.0, False, "no answer line")
+        if int(answer) != target:
+            return VerifyResult(0.0, False, f"answer {answer} is not the target {target}", answer)
+        if not steps or steps[-1].value != target:
+            return VerifyResult(0.0, False, "the steps do not reach the target", answer)
+        return VerifyResult(1.0, True, "reaches the target with valid steps", answer)
