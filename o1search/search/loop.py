@@ -1,0 +1,511 @@
+"""The one search loop: a batch of problems in lockstep, rounds, checkpoints.
+
+An algorithm describes one *round* of one problem as a Python generator that yields
+:class:`Generate` / :class:`Evaluate` commands and receives their answers. :class:`Search`
+runs the round of every unfinished problem side by side: at each tick it gathers the pending
+commands of all problems into one ``generator.generate`` call and one
+``evaluator.evaluate`` call, so the model sees large batches while each algorithm is written
+as if it searched a single tree.
+
+Between rounds a problem's whole state is plain data (its tree's bytes, counters and a
+JSON-able dict), so :meth:`Search.checkpoint` can save it and :meth:`Search.resume` continue
+to exactly the result an uninterrupted run gives (seeds are derived from the problem's seed
+and the position in the search, never from a stateful generator).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from o1search.search.base import (
+    AnswerFn,
+    Decoder,
+    EvalRequest,
+    SearchCompute,
+    SearchProblem,
+    SearchResult,
+    StepCandidate,
+    StepOutput,
+    StepRequest,
+    derive_seed,
+)
+from o1search.search.config import config_to_dict
+from o1search.search.selection import logprob_priors
+
+__all__ = ["Algorithm", "Choice", "Evaluate", "Generate", "ProblemState", "Search"]
+
+_MAGIC = b"O1SCKPT\x01"
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Command yielded by a round: draw these requests; the round receives one
+    :class:`StepOutput` per request."""
+
+    requests: tuple[StepRequest, ...]
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """Command yielded by a round: score these paths; the round receives a list of floats."""
+
+    requests: tuple[EvalRequest, ...]
+
+
+@dataclass
+class ProblemState:
+    """Everything the search knows about one problem between rounds.
+
+    Attributes
+    ----------
+    index : int
+        Position in the batch.
+    problem : SearchProblem
+    tree : SearchTree
+    round : int
+        Rounds completed.
+    done : bool
+    stop_reason : str
+        Why the problem stopped ("" while running).
+    compute : SearchCompute
+    data : dict
+        The algorithm's JSON-able state.
+    """
+
+    index: int
+    problem: SearchProblem
+    tree: Any
+    round: int = 0
+    done: bool = False
+    stop_reason: str = ""
+    compute: SearchCompute = field(default_factory=SearchCompute)
+    data: dict[str, Any] = field(default_factory=dict)
+    has_evaluator: bool = False
+
+    def stop(self, reason: str) -> None:
+        """Mark the problem finished."""
+        self.done = True
+        self.stop_reason = reason
+
+    def seed(self, *parts: int | str) -> int:
+        """A request seed derived from the problem's seed, the round and ``parts``."""
+        return derive_seed(self.problem.seed, self.round, *parts)
+
+    def over_budget(self, budget: int | None) -> bool:
+        """Whether ``budget`` generated tokens are spent (None: never)."""
+        return budget is not None and self.compute.generated_tokens >= budget
+
+    def completion(self, node: int) -> tuple[int, ...]:
+        """Tokens of ``node``'s path after the prompt."""
+        return tuple(int(t) for t in self.tree.path_tokens(node)[len(self.problem.prompt):])
+
+    def add_steps(self, parent: int, candidates: Sequence[StepCandidate], *, dedupe: bool,
+                  prior_temperature: float | None = 1.0) -> list[tuple[int, StepCandidate]]:
+        """Add candidates as children of ``parent``; returns ``(node, candidate)`` pairs.
+
+        With ``dedupe`` identical token sequences become one child (the first sample's).
+        Priors: softmax over the (kept) siblings of their length-normalized logprobs at
+        ``prior_temperature``; uniform when it is None.
+        """
+        kept: list[StepCandidate] = []
+        seen: set[tuple[int, ...]] = set()
+        for c in candidates:
+            if dedupe:
+                if c.tokens in seen:
+                    continue
+                seen.add(c.tokens)
+            kept.append(c)
+        if not kept:
+            return []
+        if prior_temperature is None:
+            priors = [1.0 / len(kept)] * len(kept)
+        else:
+            priors = logprob_priors([c.logprob for c in kept], [len(c.tokens) for c in kept],
+                                    temperature=prior_temperature)
+        ids = self.tree.add_children(parent, [list(c.tokens) for c in kept], priors)
+        return [(int(n), c) for n, c in zip(ids, kept)]
+
+    def eval_request(self, completion: Sequence[int], finished: bool) -> EvalRequest:
+        """An :class:`EvalRequest` for this problem."""
+        return EvalRequest(self.problem.problem, self.problem.prompt, tuple(completion),
+                           finished)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An algorithm's final pick for one problem (see :class:`SearchResult`)."""
+
+    completion: tuple[int, ...]
+    score: float
+    finished: bool
+    node: int = -1
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Round = Iterator[Any]
+
+
+class Algorithm:
+    """Base of the search algorithms: a config, a per-problem state and a round.
+
+    Subclasses set ``name`` and implement :meth:`init`, :meth:`round` and :meth:`choose`.
+    """
+
+    name: str = "algorithm"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def init(self, st: ProblemState) -> None:
+        """Fill ``st.data`` for a fresh search (the tree holds only the root)."""
+
+    def round(self, st: ProblemState) -> Round:
+        """One round of one problem: yield commands, update ``st``; call ``st.stop`` when
+        the problem is finished."""
+        raise NotImplementedError
+
+    def choose(self, st: ProblemState, answer_of: Callable[[Sequence[int]], Hashable | None]
+               ) -> Choice:
+        """The final answer of a problem (also called on an unfinished search)."""
+        raise NotImplementedError
+
+
+def _as_output(x: Any, req: StepRequest, where: str) -> StepOutput:
+    out = x if isinstance(x, StepOutput) else StepOutput(tuple(x))
+    if len(out) != req.n:
+        raise ValueError(f"{where}: the generator returned {len(out)} candidates for a "
+                         f"request of n={req.n}")
+    for c in out:
+        if not isinstance(c, StepCandidate):
+            raise TypeError(f"{where}: the generator returned a {type(c).__name__}, not a "
+                            "StepCandidate")
+        if len(c.tokens) > req.max_new_tokens:
+            raise ValueError(f"{where}: a candidate has {len(c.tokens)} tokens, more than "
+                             f"max_new_tokens={req.max_new_tokens}")
+    return out
+
+
+def _check_values(vals: Any, n: int) -> list[float]:
+    try:
+        out = [float(v) for v in vals]
+    except (TypeError, ValueError):
+        raise TypeError("the evaluator must return real numbers") from None
+    if len(out) != n:
+        raise ValueError(f"the evaluator returned {len(out)} values for {n} requests")
+    for v in out:
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            raise ValueError(f"the evaluator returned {v}; values must be in [0, 1]")
+    return out
+
+
+def _prompt_digest(p: SearchProblem) -> str:
+    h = hashlib.sha256(repr((p.prompt, p.seed)).encode())
+    return h.hexdigest()[:16]
+
+
+def _canonical(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+class Search:
+    """Runs an :class:`Algorithm` on a batch of problems in lockstep.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        E.g. ``MCTS(MCTSConfig(...))``.
+    problems : sequence of SearchProblem
+        The batch (>= 1).
+    generator : Generator
+        Anything with ``generate(requests) -> [[StepCandidate]]``.
+    evaluator : Evaluator or None
+        Anything with ``evaluate(requests) -> [float in [0, 1]]``; algorithms that need one
+        raise ValueError without it.
+    decoder : callable, optional
+        Token ids → text, for :attr:`SearchResult.text` (default: ``generator.decoder`` when
+        the generator has one, e.g. an :class:`EngineGenerator` with a tokenizer).
+    answer_fn : callable, optional
+        ``answer_fn(problem, completion_tokens)`` → answer to vote on / report.
+    tree_factory : callable, optional
+        ``tree_factory(root_tokens)`` → a tree (default :class:`o1search.SearchTree`); must
+        also provide ``from_bytes``.
+
+    Raises
+    ------
+    ValueError
+        Empty batch, or an algorithm that needs an evaluator without one.
+    TypeError
+        Problems that are not :class:`SearchProblem`.
+    """
+
+    def __init__(self, algorithm: Algorithm, problems: Sequence[SearchProblem], generator: Any,
+                 evaluator: Any = None, *, decoder: Decoder | None = None,
+                 answer_fn: AnswerFn | None = None, tree_factory: Any = None) -> None:
+        if not isinstance(algorithm, Algorithm):
+            raise TypeError(f"algorithm must be an o1search.search Algorithm, got "
+                            f"{type(algorithm).__name__}")
+        problems = list(problems)
+        if not problems:
+            raise ValueError("Search: no problems given")
+        for i, p in enumerate(problems):
+            if not isinstance(p, SearchProblem):
+                raise TypeError(f"problems[{i}] is a {type(p).__name__}, not a SearchProblem "
+                                "(see problems_from_task)")
+        if not callable(getattr(generator, "generate", None)):
+            raise TypeError("generator must have a generate(requests) method")
+        if evaluator is not None and not callable(getattr(evaluator, "evaluate", None)):
+            raise TypeError("evaluator must have an evaluate(requests) method")
+        if getattr(algorithm, "needs_evaluator", False) and evaluator is None:
+            raise ValueError(f"{algorithm.name} needs an evaluator (a PRM, value model or "
+                             "VerifierEvaluator)")
+        if tree_factory is None:
+            from o1search.tree import SearchTree
+
+            tree_factory = SearchTree
+        self.algorithm = algorithm
+        self.problems = problems
+        self.generator = generator
+        self.evaluator = evaluator
+        self.decoder = decoder if decoder is not None else getattr(generator, "decoder", None)
+        self.answer_fn = answer_fn
+        self.tree_factory = tree_factory
+        self._broken: str | None = None
+        self.states = [ProblemState(i, p, tree_factory(list(p.prompt)),
+                                    has_evaluator=evaluator is not None)
+                       for i, p in enumerate(problems)]
+        for st in self.states:
+            algorithm.init(st)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def done(self) -> bool:
+        """Whether every problem has stopped."""
+        return all(st.done for st in self.states)
+
+    def step(self) -> None:
+        """Run one round of every unfinished problem (batched together).
+
+        Raises
+        ------
+        RuntimeError
+            When a previous round failed part way (resume from a checkpoint instead).
+        ValueError, TypeError
+            A generator or evaluator that breaks its contract.
+        """
+        if self._broken:
+            raise RuntimeError(f"this search failed in a previous round ({self._broken}); "
+                               "resume from a checkpoint")
+        active = [st for st in self.states if not st.done]
+        if not active:
+            return
+        start = time.perf_counter()
+        try:
+            self._run_round(active)
+        except BaseException as exc:
+            self._broken = f"{type(exc).__name__}: {exc}"
+            raise
+        elapsed = time.perf_counter() - start
+        for st in active:
+            st.round += 1
+            st.compute.rounds += 1
+            st.compute.wall_time_s += elapsed
+
+    def _run_round(self, active: list[ProblemState]) -> None:
+        pending: dict[int, tuple[Round, Any]] = {}
+
+        def advance(st: ProblemState, co: Round, value: Any, first: bool = False) -> None:
+            try:
+                cmd = next(co) if first else co.send(value)
+            except StopIteration:
+                pending.pop(st.index, None)
+                return
+            if not isinstance(cmd, (Generate, Evaluate)):
+                raise TypeError(f"{self.algorithm.name} yielded {type(cmd).__name__}")
+            pending[st.index] = (co, cmd)
+
+        by_index = {st.index: st for st in active}
+        for st in active:
+            advance(st, self.algorithm.round(st), None, first=True)
+        while pending:
+            items = sorted(pending.items())
+            replies: dict[int, Any] = {}
+            gen = [(i, cmd) for i, (_, cmd) in items if isinstance(cmd, Generate)]
+            ev = [(i, cmd) for i, (_, cmd) in items if isinstance(cmd, Evaluate)]
+            flat = [r for _, cmd in gen for r in cmd.requests]
+            if flat:
+                raw = list(self.generator.generate(flat))
+                if len(raw) != len(flat):
+                    raise ValueError(f"the generator returned {len(raw)} results for "
+                                     f"{len(flat)} requests")
+            pos = 0
+            for i, cmd in gen:
+                st = by_index[i]
+                outs = []
+                for r in cmd.requests:
+                    o = _as_output(raw[pos], r, self.algorithm.name)
+                    pos += 1
+                    outs.append(o)
+                    st.compute.requests += 1
+                    st.compute.samples += r.n
+                    st.compute.generated_tokens += sum(len(c.tokens) for c in o)
+                    st.compute.prefilled_tokens += o.prefilled_tokens
+                    st.compute.reused_tokens += o.reused_tokens
+                if cmd.requests:
+                    st.compute.generator_calls += 1
+                replies[i] = outs
+            flat_e = [r for _, cmd in ev for r in cmd.requests]
+            if flat_e:
+                if self.evaluator is None:
+                    raise ValueError(f"{self.algorithm.name} needs an evaluator for this "
+                                     "configuration")
+                vals = _check_values(self.evaluator.evaluate(flat_e), len(flat_e))
+            pos = 0
+            for i, cmd in ev:
+                n = len(cmd.requests)
+                replies[i] = vals[pos:pos + n] if n else []
+                pos += n
+                by_index[i].compute.evaluated += n
+            for i, (co, _) in items:
+                advance(by_index[i], co, replies[i])
+
+    def run(self, max_rounds: int | None = None) -> list[SearchResult]:
+        """Run rounds until every problem stops (or ``max_rounds`` more rounds).
+
+        Parameters
+        ----------
+        max_rounds : int, optional
+            Stop after this many rounds even if problems are unfinished (their results are
+            then the best so far).
+
+        Returns
+        -------
+        list of SearchResult
+            One per problem, in batch order.
+        """
+        n = 0
+        while not self.done and (max_rounds is None or n < max_rounds):
+            self.step()
+            n += 1
+        return self.results()
+
+    def results(self) -> list[SearchResult]:
+        """The current answer of every problem (final once :attr:`done`)."""
+        out = []
+        for st in self.states:
+            def answer_of(tokens: Sequence[int], _st: ProblemState = st) -> Hashable | None:
+                if self.answer_fn is None:
+                    return tuple(tokens)
+                return self.answer_fn(_st.problem.problem, tuple(tokens))
+
+            ch = self.algorithm.choose(st, answer_of)
+            info = dict(ch.info)
+            info.setdefault("stop_reason", st.stop_reason or "unfinished")
+            out.append(SearchResult(
+                index=st.index,
+                completion=tuple(ch.completion),
+                path=tuple(st.problem.prompt) + tuple(ch.completion),
+                text=self.decoder(list(ch.completion)) if self.decoder else None,
+                answer=(self.answer_fn(st.problem.problem, tuple(ch.completion))
+                        if self.answer_fn else None),
+                score=float(ch.score),
+                finished=bool(ch.finished),
+                node=int(ch.node),
+                tree=st.tree,
+                compute=SearchCompute.from_dict(st.compute.to_dict()),
+                info=info,
+            ))
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> bytes:
+        """Save the whole search between rounds (trees, counters, algorithm state).
+
+        Returns
+        -------
+        bytes
+            Pass to :meth:`resume` with the same algorithm config and problems.
+
+        Raises
+        ------
+        RuntimeError
+            After a failed round (the state is inconsistent).
+        """
+        if self._broken:
+            raise RuntimeError("cannot checkpoint a search whose last round failed")
+        doc = {
+            "format": _FORMAT,
+            "algorithm": self.algorithm.name,
+            "config": config_to_dict(self.algorithm.config),
+            "problems": [_prompt_digest(p) for p in self.problems],
+            "states": [{
+                "tree": base64.b64encode(st.tree.to_bytes()).decode("ascii"),
+                "round": st.round,
+                "done": st.done,
+                "stop_reason": st.stop_reason,
+                "compute": st.compute.to_dict(),
+                "data": st.data,
+            } for st in self.states],
+        }
+        return _MAGIC + json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def resume(cls, data: bytes, algorithm: Algorithm, problems: Sequence[SearchProblem],
+               generator: Any, evaluator: Any = None, **kwargs: Any) -> Search:
+        """Continue a search saved with :meth:`checkpoint`.
+
+        Parameters
+        ----------
+        data : bytes
+        algorithm, problems, generator, evaluator, **kwargs
+            As for the constructor; the algorithm (name and config) and the problems'
+            prompts and seeds must be the ones the checkpoint was made with.
+
+        Returns
+        -------
+        Search
+
+        Raises
+        ------
+        ValueError
+            Not a checkpoint, corrupted, or made with another algorithm, config or problems.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("Search.resume: data must be bytes")
+        data = bytes(data)
+        if not data.startswith(_MAGIC):
+            raise ValueError("Search.resume: not a search checkpoint (bad magic)")
+        try:
+            doc = json.loads(data[len(_MAGIC):].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"Search.resume: corrupted checkpoint ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+            raise ValueError("Search.resume: unsupported checkpoint format")
+        search = cls(algorithm, problems, generator, evaluator, **kwargs)
+        if doc.get("algorithm") != algorithm.name:
+            raise ValueError(f"Search.resume: the checkpoint is of {doc.get('algorithm')!r}, "
+                             f"not {algorithm.name!r}")
+        if doc.get("config") != _canonical(config_to_dict(algorithm.config)):
+            raise ValueError("Search.resume: the checkpoint was made with a different config; "
+                             "pass the config it was made with")
+        if doc.get("problems") != [_prompt_digest(p) for p in search.problems]:
+            raise ValueError("Search.resume: the problems (prompts or seeds) differ from the "
+                             "checkpoint's")
+        try:
+            for st, s in zip(search.states, doc["states"], strict=True):
+                st.tree = search.tree_factory.from_bytes(base64.b64decode(s["tree"]))
+                st.round = int(s["round"])
+                st.done = bool(s["done"])
+                st.stop_reason = str(s["stop_reason"])
+                st.compute = SearchCompute.from_dict(s["compute"])
+                st.data = s["data"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"Search.resume: corrupted checkpoint ({exc})") from None
+        return search
