@@ -18,5 +18,10 @@ fi
 cmake --build "$BUILD_DIR" -j2
 [ -e o1search/kernels ] || ln -s ../kernels o1search/kernels
 if [ "${NO_COPY:-0}" != 1 ]; then
-  cp -f "$BUILD_DIR"/_core*.so o1search/
+  # Copy then rename: overwriting the file in place would change the pages of a _core that a
+  # running Python process has mapped (and crash it); a rename leaves that inode alone.
+  for so in "$BUILD_DIR"/_core*.so; do
+    cp -f "$so" "o1search/.$(basename "$so").tmp"
+    mv -f "o1search/.$(basename "$so").tmp" "o1search/$(basename "$so")"
+  done
 fi
