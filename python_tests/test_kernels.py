@@ -435,7 +435,7 @@ def test_sampler_rejects_bad_arguments():
 def test_engine_backend_matches_torch_backend():
     try:
         from o1search.engine.attention import TorchAttentionBackend
-        from o1search.kernels.engine_backend import TritonAttentionBackend
+        from o1search.engine.triton_backend import TritonAttentionBackend
     except ImportError as exc:
         pytest.skip(f"o1search.engine not importable here: {exc}")
     ref, tri = TorchAttentionBackend(), TritonAttentionBackend(backend="triton")

@@ -393,9 +393,24 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tenso
     return torch.stack(outs, 1), torch.stack(lses, 1)
 
 
+def _triton_backend() -> AttentionBackend:
+    # Imported on first use: the kernels need triton, which is an optional extra.
+    from o1search.engine.triton_backend import TritonAttentionBackend
+
+    return TritonAttentionBackend()
+
+
+def _flash_attn_backend() -> AttentionBackend:
+    from o1search.engine.triton_backend import FlashAttnBackend
+
+    return FlashAttnBackend()
+
+
 _REGISTRY: dict[str, Callable[[], AttentionBackend]] = {
     "torch": TorchAttentionBackend,
     "torch_cascade": TorchCascadeAttentionBackend,
+    "triton": _triton_backend,
+    "flash_attn": _flash_attn_backend,
 }
 
 

@@ -2,7 +2,7 @@
 
 They implement :class:`o1search.engine.attention.AttentionBackend`; the engine registers them::
 
-    from o1search.kernels.engine_backend import FlashAttnBackend, TritonAttentionBackend
+    from o1search.engine.triton_backend import FlashAttnBackend, TritonAttentionBackend
     register_attention_backend("triton", TritonAttentionBackend)
     register_attention_backend("flash_attn", FlashAttnBackend)
 
@@ -24,13 +24,22 @@ import torch
 
 from o1search.engine.attention import AttentionBackend
 
-from ._common import HAS_TRITON
-from .decode_attention import check_decode_inputs, paged_decode_attention
-from .extend_attention import _check_extend, paged_extend_attention
-from .flash_decode import FLASH_PAGE_MULTIPLE, flash_attn_available, flash_decode_attention
-from .kv_store import _check_store, copy_pages, store_kv
+from o1search.kernels._common import HAS_TRITON
+from o1search.kernels.decode_attention import check_decode_inputs, paged_decode_attention
+from o1search.kernels.extend_attention import _check_extend, paged_extend_attention
+from o1search.kernels.flash_decode import FLASH_PAGE_MULTIPLE, flash_attn_available, flash_decode_attention
+from o1search.kernels.kv_store import _check_store, copy_pages, store_kv
 
 __all__ = ["FlashAttnBackend", "TritonAttentionBackend"]
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """The in-place version counter, or None for inference-mode tensors (which have none:
+    the engine builds fresh tables for every forward, so identity alone identifies them)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
 
 
 class _Seen:
@@ -38,13 +47,13 @@ class _Seen:
 
     def __init__(self, tensors: tuple[torch.Tensor, ...]) -> None:
         self.refs = tuple(weakref.ref(t) for t in tensors)
-        self.versions = tuple(t._version for t in tensors)
+        self.versions = tuple(_version(t) for t in tensors)
 
     def same(self, tensors: tuple[torch.Tensor, ...]) -> bool:
         # A freed tensor's id/storage can be reused by the next step's tables: compare objects
         # through weak references, never ids.
         return len(tensors) == len(self.refs) and all(
-            r() is t and t._version == v for r, t, v in zip(self.refs, tensors, self.versions)
+            r() is t and _version(t) == v for r, t, v in zip(self.refs, tensors, self.versions)
         )
 
 
