@@ -58,22 +58,17 @@ def replay(cache: Any, paths: list, ops: list, page_size: int) -> dict:
     checksum = 0
     for kind, ids in ops:
         if kind == "extend":
-            pins = []
-            for nid in ids:  # phase A: match, pin the matched prefix, allocate the rest
-                toks = paths[nid]
-                m = cache.match(toks)
-                cache.lock(m.node)
-                fresh = cache.alloc(len(toks) // page_size - len(m.pages))
-                pins.append((m, fresh))
-            for nid, (m, fresh) in zip(ids, pins):  # phase B: insert, lock, release the pin
-                r = cache.insert(paths[nid], np.concatenate((m.pages, fresh)))
+            # Phase A for every node (match, pin the matched prefix, allocate the rest: one
+            # `acquire`), then phase B (insert, lock the inserted node, release the pin: one
+            # `commit`), as the trace's replay protocol describes.
+            pins = [cache.acquire(paths[nid]) for nid in ids]
+            for nid, (m, fresh) in zip(ids, pins):
+                r = cache.commit(paths[nid], np.concatenate((m.pages, fresh)), m.node)
                 if nid in locked:
                     raise RuntimeError(f"trace locks node {nid} twice")
-                cache.lock(r.node)
                 locked[nid] = r.node
-                cache.unlock(m.node)
                 checksum += m.length
-            calls += 6 * len(ids)
+            calls += 2 * len(ids)
         elif kind == "match":
             for nid in ids:
                 checksum += cache.match(paths[nid]).length

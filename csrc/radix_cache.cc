@@ -555,6 +555,31 @@ void RadixCache::Unlock(int64_t node) {
   }
 }
 
+AcquireOutput RadixCache::Acquire(const int32_t* tokens, int64_t n) {
+  AcquireOutput out;
+  out.match = Match(tokens, n);
+  Lock(out.match.node);
+  const int64_t need = n / impl_->ps - static_cast<int64_t>(out.match.pages.size());
+  try {
+    out.fresh = Alloc(need);
+  } catch (...) {
+    Unlock(out.match.node);
+    throw;
+  }
+  return out;
+}
+
+InsertOutput RadixCache::Commit(const int32_t* tokens, int64_t n_tokens, const int32_t* pages,
+                                int64_t n_pages, int64_t pin) {
+  const int32_t x = impl_->Resolve(pin);
+  O1_CHECK(x == kRoot || impl_->nodes[x].own > 0, std::invalid_argument)
+      << "commit: pin " << pin << " is not locked";
+  InsertOutput out = Insert(tokens, n_tokens, pages, n_pages);
+  Lock(out.node);
+  Unlock(pin);
+  return out;
+}
+
 int64_t RadixCache::Evict(int64_t num_pages) {
   O1_CHECK(num_pages >= 0, std::invalid_argument)
       << "evict: num_pages must be >= 0, got " << num_pages;

@@ -193,6 +193,44 @@ class RadixCache:
         cached, node = self._c.insert(tokens, pages)
         return InsertResult(cached, node)
 
+    def acquire(self, tokens: Any) -> tuple[MatchResult, np.ndarray]:
+        """Admission of a sequence in one call: `match`, `lock` the matched node (the *pin*),
+        then `alloc` pages for the rest of the page-aligned sequence.
+
+        Same effects as those three calls in that order; when the allocation fails the pin
+        is unlocked again and the error propagates.
+
+        Parameters:
+            tokens: 1-D integer array-like ``[T]``.
+
+        Returns:
+            ``(MatchResult, fresh)``: the match (its ``node`` now locked) and an int32 array
+            ``[T // page_size - len(match.pages)]`` of held pages for the uncached part.
+
+        Raises:
+            OutOfPagesError: not enough free + evictable pages.  TypeError / ValueError: bad
+                tokens.
+        """
+        length, pages, node, fresh = self._c.acquire(tokens)
+        return MatchResult(length, pages, node), fresh
+
+    def commit(self, tokens: Any, pages: Any, pin: int) -> InsertResult:
+        """Completion of an `acquire` in one call: `insert` the sequence with its pages, `lock`
+        the inserted node and `unlock` the pin.
+
+        Same effects as those three calls in that order; the pin is validated first, so an
+        error leaves the cache unchanged.
+
+        Returns:
+            InsertResult of the insert (its ``node`` is now locked).
+
+        Raises:
+            StaleHandleError / ValueError: the pin is dead or not locked; the errors of
+                `insert`.
+        """
+        cached, node = self._c.commit(tokens, pages, pin)
+        return InsertResult(cached, node)
+
     def lock(self, node: int) -> None:
         """Adds a lock on the path from ``node`` to the root (no-op for the root).
 

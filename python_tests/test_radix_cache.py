@@ -82,7 +82,8 @@ def _run_sequence(data, page_size: int) -> None:
     patterns = [
         [data.draw(st.integers(0, 3)) for _ in range(page_size)] for _ in range(n_pat)
     ]
-    ops = ["match", "alloc", "insert", "insert_matched", "lock", "unlock", "evict", "free", "reset"]
+    ops = ["match", "alloc", "insert", "insert_matched", "lock", "unlock", "evict", "free",
+           "acquire", "commit", "reset"]
     weights = st.sampled_from(ops[:-1] * 6 + ["reset"])
     for _ in range(data.draw(st.integers(1, 40), label="steps")):
         op = data.draw(weights)
@@ -127,6 +128,33 @@ def _run_sequence(data, page_size: int) -> None:
             hn, hr = data.draw(st.sampled_from(pair.handles))
             rn, rr, err = pair.call(op, nat_args=(hn,), ref_args=(hr,))
             assert err in (None, StaleHandleError, ValueError)
+        elif op == "acquire":
+            toks = _tokens(data, page_size, patterns)
+            rn, rr, err = pair.call("acquire", np.asarray(toks, dtype=np.int32))
+            if err is None:
+                (mn, fn), (mr, fr) = rn, rr
+                assert mn.length == mr.length
+                np.testing.assert_array_equal(mn.pages, mr.pages)
+                np.testing.assert_array_equal(fn, fr)
+                assert len(mn.pages) + len(fn) == len(toks) // page_size
+                pair.pair_handle(mn.node, mr.node)
+                pair.acquired = (toks, mn.pages.tolist() + fn.tolist(), mn.node, mr.node)
+            else:
+                assert err is OutOfPagesError
+        elif op == "commit":
+            if getattr(pair, "acquired", None) is None:
+                continue
+            toks, pages, hn, hr = pair.acquired
+            if data.draw(st.booleans()):  # sometimes a second, different pin (often unlocked)
+                hn, hr = data.draw(st.sampled_from(pair.handles))
+            arr = np.asarray(pages, dtype=np.int32)
+            rn, rr, err = pair.call("commit", nat_args=(toks, arr, hn), ref_args=(toks, arr, hr))
+            if err is None:
+                assert rn.cached_length == rr.cached_length
+                pair.pair_handle(rn.node, rr.node)
+                pair.acquired = None
+            else:
+                assert err in (ValueError, StaleHandleError)
         elif op == "evict":
             rn, rr, err = pair.call("evict", data.draw(st.integers(0, num_pages)))
             assert err is None and rn == rr

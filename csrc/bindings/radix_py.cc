@@ -190,6 +190,28 @@ void BindRadixCache(py::module_& m) {
           },
           py::arg("tokens"), py::arg("pages"), "-> (cached_length, node handle)")
       .def(
+          "acquire",
+          [](PyRadixCache& s, py::handle tokens) {
+            IdsInput t(tokens, "tokens", 0, kTokenMax);
+            AcquireOutput out =
+                Locked(s, [&](RadixCache& c) { return c.Acquire(t.data(), t.size()); });
+            return py::make_tuple(out.match.length, NewArray(out.match.pages), out.match.node,
+                                  NewArray(out.fresh));
+          },
+          py::arg("tokens"), "-> (length, pages, pin handle, fresh pages)")
+      .def(
+          "commit",
+          [](PyRadixCache& s, py::handle tokens, py::handle pages, py::handle pin) {
+            IdsInput t(tokens, "tokens", 0, kTokenMax);
+            IdsInput p(pages, "pages", 0, s.cache.num_pages() - 1);
+            const int64_t h = AsHandle(pin);
+            InsertOutput out = Locked(s, [&](RadixCache& c) {
+              return c.Commit(t.data(), t.size(), p.data(), p.size(), h);
+            });
+            return py::make_tuple(out.cached_length, out.node);
+          },
+          py::arg("tokens"), py::arg("pages"), py::arg("pin"), "-> (cached_length, node handle)")
+      .def(
           "lock",
           [](PyRadixCache& s, py::handle node) {
             const int64_t h = AsHandle(node);

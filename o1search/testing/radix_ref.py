@@ -302,6 +302,27 @@ class RadixCacheRef:
             pages.extend(child.pages[:k])
         return pages
 
+    def acquire(self, tokens: Any) -> tuple[MatchResult, np.ndarray]:
+        """See `o1search.RadixCache.acquire`."""
+        m = self.match(tokens)
+        self.lock(m.node)
+        try:
+            fresh = self.alloc(len(tokens) // self.page_size - len(m.pages))
+        except BaseException:
+            self.unlock(m.node)
+            raise
+        return m, fresh
+
+    def commit(self, tokens: Any, pages: Any, pin: int) -> InsertResult:
+        """See `o1search.RadixCache.commit`."""
+        x = self._node(pin)
+        if x is not self._root and x.own == 0:
+            raise ValueError(f"commit: pin {int(pin)} is not locked")
+        r = self.insert(tokens, pages)
+        self.lock(r.node)
+        self.unlock(pin)
+        return r
+
     def lock(self, node: int) -> None:
         """See `o1search.RadixCache.lock`."""
         x = self._node(node)

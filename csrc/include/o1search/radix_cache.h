@@ -52,6 +52,12 @@ struct InsertOutput {
   int64_t node = 0;           ///< handle of the node ending at the inserted path end
 };
 
+/// Result of RadixCache::Acquire: the match and the pages allocated for the rest.
+struct AcquireOutput {
+  MatchOutput match;           ///< the cached prefix, its node now locked (the "pin")
+  std::vector<int32_t> fresh;  ///< held pages for the uncached whole pages of the sequence
+};
+
 class RadixCache {
  public:
   /// Throws std::invalid_argument unless 1 <= num_pages <= 2^30 and 1 <= page_size <= 2^20.
@@ -110,6 +116,19 @@ class RadixCache {
   /// unlocked nodes with each node before its ancestors, spans, child index); throws
   /// InternalError when one is broken.  O(nodes + pages).
   void Check() const;
+
+  // ---- fused steps of the engine's admission protocol (one call instead of three) ----
+
+  /// Match(tokens) + Lock(match.node) + Alloc(n / page_size - match pages), exactly as those
+  /// calls in that order would do.  When Alloc throws, the lock is released again (Unlock,
+  /// which stamps the unlocked nodes as used) and the exception propagates.
+  AcquireOutput Acquire(const int32_t* tokens, int64_t n);
+
+  /// Insert(tokens, pages) + Lock(inserted node) + Unlock(pin), exactly as those calls in that
+  /// order would do.  The pin is validated first (StaleHandleError / std::invalid_argument if
+  /// it is dead or not locked), so an error leaves everything unchanged.
+  InsertOutput Commit(const int32_t* tokens, int64_t n_tokens, const int32_t* pages,
+                      int64_t n_pages, int64_t pin);
 
  private:
   struct Impl;
