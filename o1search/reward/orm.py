@@ -1,0 +1,282 @@
+"""Outcome reward model: a transformer backbone with a scalar head scoring whole answers,
+trained with the Bradley–Terry preference loss.
+
+:class:`OutcomeRewardModel` reads the head at the last token of ``prompt + completion``; its
+raw output ``r`` is a reward on a logit scale, and ``sigmoid(r)`` the value in ``[0, 1]``
+that the search layer's :class:`~o1search.search.base.Evaluator` protocol asks for.
+:func:`train_orm` minimizes ``-log sigmoid(r(chosen) - r(rejected))`` over preference pairs.
+Scoring, the engine path and checkpoints are as for :class:`~o1search.reward.prm.
+ProcessRewardModel` (same directory layout, ``kind = "orm"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from o1search.reward.evaluators import as_tokens, check_batch
+from o1search.reward.prm import (
+    RewardTrainResult,
+    ScalarHeadModel,
+    _f,
+    run_training,
+)
+
+__all__ = [
+    "ORMTrainConfig",
+    "OutcomeRewardModel",
+    "PreferencePair",
+    "bradley_terry_loss",
+    "train_orm",
+]
+
+
+class OutcomeRewardModel(ScalarHeadModel):
+    """Transformer + scalar head scoring a completed answer; a search
+    :class:`~o1search.search.base.Evaluator`.
+
+    Parameters
+    ----------
+    backbone : transformers.PreTrainedModel
+        A causal LM (e.g. a copy of the policy).
+    tokenizer : optional
+        Saved with the model.
+    use_engine, engine_pages, engine_page_size, head
+        See :class:`~o1search.reward.prm.ScalarHeadModel`.
+    """
+
+    kind = "orm"
+
+    def __init__(self, backbone: torch.nn.Module, tokenizer: Any = None, *,
+                 use_engine: bool | None = None, engine_pages: int = 1024,
+                 engine_page_size: int = 16, head: torch.nn.Linear | None = None) -> None:
+        super().__init__(backbone, tokenizer, use_engine=use_engine, engine_pages=engine_pages,
+                         engine_page_size=engine_page_size, head=head)
+        self.calls = 0
+        self.evaluated = 0
+
+    def rewards(self, prompts: Sequence[Sequence[int]],
+                completions: Sequence[Sequence[int]]) -> np.ndarray:
+        """Raw rewards (head logits at the last token) of ``B`` paths.
+
+        Parameters
+        ----------
+        prompts, completions : sequences of token-id sequences (``B`` each)
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[B]`` float64.
+
+        Raises
+        ------
+        ValueError
+            Mismatched lengths, empty prompts, bad ids, too long paths.
+        """
+        ps, cs = check_batch(prompts, completions)
+        seqs = [p + c for p, c in zip(ps, cs)]
+        if not seqs:
+            return np.zeros(0)
+        out = self._infer_logits(seqs, [[len(s) - 1] for s in seqs])
+        return np.asarray([o[0] for o in out], dtype=np.float64)
+
+    def reward_logits(self, prompts: Sequence[Sequence[int]],
+                      completions: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Raw rewards by a plain forward, with gradients when enabled (training path).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B]`` float32.
+        """
+        ps, cs = check_batch(prompts, completions)
+        seqs = [p + c for p, c in zip(ps, cs)]
+        if not seqs:
+            return torch.zeros(0)
+        return torch.cat(self.head_logits(seqs, [[len(s) - 1] for s in seqs]))
+
+    def evaluate(self, requests: Sequence[Any]) -> list[float]:
+        """``sigmoid(reward)`` in ``[0, 1]`` per
+        :class:`~o1search.search.base.EvalRequest` (finished or not: the ORM judges what is
+        there).
+
+        Raises
+        ------
+        TypeError
+            A request without ``prompt`` / ``completion``.
+        """
+        reqs = list(requests)
+        for i, r in enumerate(reqs):
+            if not (hasattr(r, "prompt") and hasattr(r, "completion")):
+                raise TypeError(f"requests[{i}] is a {type(r).__name__}, not an EvalRequest")
+        self.calls += 1
+        if not reqs:
+            return []
+        r = self.rewards([q.prompt for q in reqs], [q.completion for q in reqs])
+        self.evaluated += len(reqs)
+        return [float(x) for x in 1.0 / (1.0 + np.exp(-r))]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
+             dtype: torch.dtype = torch.float32,
+             use_engine: bool | None = None) -> OutcomeRewardModel:
+        """Load a checkpoint written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            Not a reward checkpoint.
+        ValueError
+            A checkpoint of another kind or format.
+        """
+        backbone, tokenizer, head, _ = cls._load_parts(path, device, dtype)
+        return cls(backbone, tokenizer, use_engine=use_engine, head=head)
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor,
+                       margin: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """Mean Bradley–Terry negative log-likelihood ``-log sigmoid(r_c - r_r - margin)``.
+
+    Parameters
+    ----------
+    chosen, rejected : torch.Tensor
+        ``[B]`` rewards of the preferred and the rejected answers.
+    margin : float or torch.Tensor
+        Required reward gap (scalar or ``[B]``), 0 for the plain model.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ or empty inputs.
+    """
+    if chosen.shape != rejected.shape or chosen.ndim != 1 or chosen.numel() == 0:
+        raise ValueError(f"chosen and rejected must be equal non-empty 1-D tensors, got "
+                         f"{tuple(chosen.shape)} and {tuple(rejected.shape)}")
+    # logsigmoid is the stable form of log(1 / (1 + exp(-x))).
+    return -torch.nn.functional.logsigmoid(chosen - rejected - margin).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferencePair:
+    """Two answers to one prompt, ``chosen`` preferred over ``rejected``.
+
+    Attributes
+    ----------
+    prompt, chosen, rejected : tuple of int
+        Token ids (the prompt non-empty; the two completions after it).
+    margin : float
+        Required reward gap (>= 0; 0 for the plain Bradley–Terry model).
+    """
+
+    prompt: tuple[int, ...]
+    chosen: tuple[int, ...]
+    rejected: tuple[int, ...]
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "chosen", "rejected"):
+            object.__setattr__(self, name, as_tokens(getattr(self, name),
+                                                     f"PreferencePair.{name}"))
+        if not self.prompt:
+            raise ValueError("PreferencePair.prompt is empty")
+        if not float(self.margin) >= 0:
+            raise ValueError(f"PreferencePair.margin must be >= 0, got {self.margin}")
+
+
+@dataclasses.dataclass
+class ORMTrainConfig:
+    """Training of an :class:`OutcomeRewardModel` with the Bradley–Terry loss.
+
+    The run lasts ``max_steps`` optimizer steps, or else ``num_epochs`` passes over the pairs.
+    """
+
+    learning_rate: float = _f(1e-3, "AdamW learning rate of the backbone")
+    head_learning_rate: float | None = _f(None, "learning rate of the head (None: same)")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    batch_size: int = _f(16, "pairs per optimizer step")
+    num_epochs: float | None = _f(None, "passes over the pairs when max_steps is None "
+                                        "(default 3)")
+    max_steps: int | None = _f(None, "optimizer steps (set this or num_epochs)")
+    max_seconds: float | None = _f(None, "also stop after this much wall time")
+    max_grad_norm: float | None = _f(1.0, "clip the global gradient norm; None: no clipping")
+    train_backbone: bool = _f(True, "update the backbone too (False: only the head)")
+    seed: int = _f(0, "data order seed")
+    output_dir: str | None = _f(None, "save the model here at the end (atomically)")
+
+    def __post_init__(self) -> None:
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
+            raise ValueError(f"head_learning_rate must be > 0 or None, got "
+                             f"{self.head_learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_steps is not None and self.num_epochs is not None:
+            raise ValueError("set max_steps or num_epochs, not both")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.num_epochs is not None and not self.num_epochs > 0:
+            raise ValueError(f"num_epochs must be > 0, got {self.num_epochs}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}; "
+                             "use None for no clipping")
+
+
+def train_orm(orm: OutcomeRewardModel, pairs: Sequence[PreferencePair],
+              config: ORMTrainConfig | None = None) -> RewardTrainResult:
+    """Fit ``orm`` to preferences with :func:`bradley_terry_loss`.
+
+    Parameters
+    ----------
+    orm : OutcomeRewardModel
+        Trained in place; its engine cache is flushed afterwards.
+    pairs : sequence of PreferencePair
+    config : ORMTrainConfig, optional
+
+    Returns
+    -------
+    RewardTrainResult
+
+    Raises
+    ------
+    TypeError
+        ``orm``, ``config`` or a pair of the wrong type.
+    ValueError
+        No pairs; paths too long for the backbone or with out-of-vocabulary ids.
+    """
+    if not isinstance(orm, OutcomeRewardModel):
+        raise TypeError(f"orm must be an OutcomeRewardModel, got {type(orm).__name__}")
+    config = ORMTrainConfig() if config is None else config
+    if not isinstance(config, ORMTrainConfig):
+        raise TypeError(f"config must be an ORMTrainConfig, got {type(config).__name__}")
+    items = []
+    for i, pr in enumerate(pairs):
+        if not isinstance(pr, PreferencePair):
+            raise TypeError(f"pairs[{i}] is a {type(pr).__name__}, not a PreferencePair")
+        for name in ("chosen", "rejected"):
+            orm._check_seq(pr.prompt + getattr(pr, name), f"pairs[{i}].{name}")
+        items.append(pr)
+
+    def loss_fn(batch: list[PreferencePair]) -> torch.Tensor:
+        # Chosen and rejected go through one forward: half the calls, same padding.
+        r = orm.reward_logits([p.prompt for p in batch] * 2,
+                              [p.chosen for p in batch] + [p.rejected for p in batch])
+        n = len(batch)
+        margin = torch.tensor([p.margin for p in batch], dtype=torch.float32, device=r.device)
+        return bradley_terry_loss(r[:n], r[n:], margin)
+
+    return run_training(orm, items, loss_fn, config)
