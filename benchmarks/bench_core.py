@@ -62,12 +62,12 @@ def replay(cache: Any, paths: list, ops: list, page_size: int) -> dict:
             # `acquire`), then phase B (insert, lock the inserted node, release the pin: one
             # `commit`), as the trace's replay protocol describes.
             pins = [cache.acquire(paths[nid]) for nid in ids]
-            for nid, (m, fresh) in zip(ids, pins):
-                r = cache.commit(paths[nid], np.concatenate((m.pages, fresh)), m.node)
+            for nid, a in zip(ids, pins):
+                r = cache.commit(paths[nid], a.pages, a.node)
                 if nid in locked:
                     raise RuntimeError(f"trace locks node {nid} twice")
                 locked[nid] = r.node
-                checksum += m.length
+                checksum += a.length
             calls += 2 * len(ids)
         elif kind == "match":
             for nid in ids:

@@ -556,14 +556,15 @@ void RadixCache::Unlock(int64_t node) {
 }
 
 AcquireOutput RadixCache::Acquire(const int32_t* tokens, int64_t n) {
-  AcquireOutput out;
-  out.match = Match(tokens, n);
-  Lock(out.match.node);
-  const int64_t need = n / impl_->ps - static_cast<int64_t>(out.match.pages.size());
+  MatchOutput match = Match(tokens, n);
+  Lock(match.node);
+  AcquireOutput out{match.length, std::move(match.pages), match.node};
+  const int64_t need = n / impl_->ps - static_cast<int64_t>(out.pages.size());
   try {
-    out.fresh = Alloc(need);
+    std::vector<int32_t> fresh = Alloc(need);
+    out.pages.insert(out.pages.end(), fresh.begin(), fresh.end());
   } catch (...) {
-    Unlock(out.match.node);
+    Unlock(out.node);
     throw;
   }
   return out;

@@ -13,12 +13,13 @@ from o1search._native import (
     StaleHandleError,
     core as _core_module,
 )
-from o1search.radix_cache import CacheStats, InsertResult, MatchResult, RadixCache
+from o1search.radix_cache import AcquireResult, CacheStats, InsertResult, MatchResult, RadixCache
 from o1search.tree import SearchTree
 
 __version__: str = _core_module.__version__
 
 __all__ = [
+    "AcquireResult",
     "CacheStats",
     "InsertResult",
     "InternalError",

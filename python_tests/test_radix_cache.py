@@ -132,13 +132,11 @@ def _run_sequence(data, page_size: int) -> None:
             toks = _tokens(data, page_size, patterns)
             rn, rr, err = pair.call("acquire", np.asarray(toks, dtype=np.int32))
             if err is None:
-                (mn, fn), (mr, fr) = rn, rr
-                assert mn.length == mr.length
-                np.testing.assert_array_equal(mn.pages, mr.pages)
-                np.testing.assert_array_equal(fn, fr)
-                assert len(mn.pages) + len(fn) == len(toks) // page_size
-                pair.pair_handle(mn.node, mr.node)
-                pair.acquired = (toks, mn.pages.tolist() + fn.tolist(), mn.node, mr.node)
+                assert rn.length == rr.length and rn.length % page_size == 0
+                np.testing.assert_array_equal(rn.pages, rr.pages)
+                assert rn.pages.dtype == np.int32 and len(rn.pages) == len(toks) // page_size
+                pair.pair_handle(rn.node, rr.node)
+                pair.acquired = (toks, rn.pages.tolist(), rn.node, rr.node)
             else:
                 assert err is OutOfPagesError
         elif op == "commit":

@@ -16,6 +16,7 @@
 #include "o1search/error.h"
 #include "o1search/radix_cache.h"
 #include "py_common.h"
+#include "radix_docs.h"
 
 namespace o1search::bindings {
 
@@ -131,6 +132,23 @@ int64_t AsCount(py::handle obj, const char* what) {
   return n;
 }
 
+// The Python result classes (dataclasses defined in o1search/radix_cache.py), registered once
+// by that module; until then results are plain tuples. Held in leaked heap objects so that no
+// Python object is destroyed after the interpreter has finalized.
+struct ResultTypes {
+  py::object match, insert, acquire, stats;
+};
+ResultTypes& Types() {
+  static auto* types = new ResultTypes();
+  return *types;
+}
+
+template <typename... A>
+py::object MakeResult(const py::object& type, A&&... args) {
+  if (type) return type(std::forward<A>(args)...);
+  return py::make_tuple(std::forward<A>(args)...);
+}
+
 struct PyRadixCache {
   PyRadixCache(int64_t num_pages, int64_t page_size) : cache(num_pages, page_size) {}
   RadixCache cache;
@@ -168,9 +186,9 @@ void BindRadixCache(py::module_& m) {
           [](PyRadixCache& s, py::handle tokens) {
             IdsInput t(tokens, "tokens", 0, kTokenMax);
             MatchOutput out = Locked(s, [&](RadixCache& c) { return c.Match(t.data(), t.size()); });
-            return py::make_tuple(out.length, NewArray(out.pages), out.node);
+            return MakeResult(Types().match, out.length, NewArray(out.pages), out.node);
           },
-          py::arg("tokens"), "-> (length, pages int32[length // page_size], node handle)")
+          py::arg("tokens"), radix_docs::kMatch)
       .def(
           "alloc",
           [](PyRadixCache& s, py::handle n) {
@@ -178,7 +196,7 @@ void BindRadixCache(py::module_& m) {
             auto pages = Locked(s, [&](RadixCache& c) { return c.Alloc(count); });
             return NewArray(pages);
           },
-          py::arg("n"))
+          py::arg("n"), radix_docs::kAlloc)
       .def(
           "insert",
           [](PyRadixCache& s, py::handle tokens, py::handle pages) {
@@ -186,19 +204,18 @@ void BindRadixCache(py::module_& m) {
             IdsInput p(pages, "pages", 0, s.cache.num_pages() - 1);
             InsertOutput out = Locked(
                 s, [&](RadixCache& c) { return c.Insert(t.data(), t.size(), p.data(), p.size()); });
-            return py::make_tuple(out.cached_length, out.node);
+            return MakeResult(Types().insert, out.cached_length, out.node);
           },
-          py::arg("tokens"), py::arg("pages"), "-> (cached_length, node handle)")
+          py::arg("tokens"), py::arg("pages"), radix_docs::kInsert)
       .def(
           "acquire",
           [](PyRadixCache& s, py::handle tokens) {
             IdsInput t(tokens, "tokens", 0, kTokenMax);
             AcquireOutput out =
                 Locked(s, [&](RadixCache& c) { return c.Acquire(t.data(), t.size()); });
-            return py::make_tuple(out.match.length, NewArray(out.match.pages), out.match.node,
-                                  NewArray(out.fresh));
+            return MakeResult(Types().acquire, out.length, NewArray(out.pages), out.node);
           },
-          py::arg("tokens"), "-> (length, pages, pin handle, fresh pages)")
+          py::arg("tokens"), radix_docs::kAcquire)
       .def(
           "commit",
           [](PyRadixCache& s, py::handle tokens, py::handle pages, py::handle pin) {
@@ -208,46 +225,55 @@ void BindRadixCache(py::module_& m) {
             InsertOutput out = Locked(s, [&](RadixCache& c) {
               return c.Commit(t.data(), t.size(), p.data(), p.size(), h);
             });
-            return py::make_tuple(out.cached_length, out.node);
+            return MakeResult(Types().insert, out.cached_length, out.node);
           },
-          py::arg("tokens"), py::arg("pages"), py::arg("pin"), "-> (cached_length, node handle)")
+          py::arg("tokens"), py::arg("pages"), py::arg("pin"), radix_docs::kCommit)
       .def(
           "lock",
           [](PyRadixCache& s, py::handle node) {
             const int64_t h = AsHandle(node);
             Locked(s, [&](RadixCache& c) { c.Lock(h); });
           },
-          py::arg("node"))
+          py::arg("node"), radix_docs::kLock)
       .def(
           "unlock",
           [](PyRadixCache& s, py::handle node) {
             const int64_t h = AsHandle(node);
             Locked(s, [&](RadixCache& c) { c.Unlock(h); });
           },
-          py::arg("node"))
+          py::arg("node"), radix_docs::kUnlock)
       .def(
           "evict",
           [](PyRadixCache& s, py::handle num_pages) {
             const int64_t n = AsCount(num_pages, "evict: num_pages");
             return Locked(s, [&](RadixCache& c) { return c.Evict(n); });
           },
-          py::arg("num_pages"))
+          py::arg("num_pages"), radix_docs::kEvict)
       .def(
           "free",
           [](PyRadixCache& s, py::handle pages) {
             IdsInput p(pages, "pages", 0, s.cache.num_pages() - 1);
             Locked(s, [&](RadixCache& c) { c.Free(p.data(), p.size()); });
           },
-          py::arg("pages"))
-      .def("reset", [](PyRadixCache& s) { Locked(s, [](RadixCache& c) { c.Reset(); }); })
+          py::arg("pages"), radix_docs::kFree)
+      .def("reset", [](PyRadixCache& s) { Locked(s, [](RadixCache& c) { c.Reset(); }); },
+           radix_docs::kReset)
       .def("stats",
            [](PyRadixCache& s) {
              CacheStats st = Locked(s, [](RadixCache& c) { return c.Stats(); });
-             return py::make_tuple(st.capacity, st.free, st.evictable, st.locked, st.held,
-                                   st.hit_tokens, st.miss_tokens, st.nodes);
+             return MakeResult(Types().stats, st.capacity, st.free, st.evictable, st.locked,
+                               st.held, st.hit_tokens, st.miss_tokens, st.nodes);
            },
-           "-> (capacity, free, evictable, locked, held, hit_tokens, miss_tokens, nodes)")
-      .def("check", [](PyRadixCache& s) { Locked(s, [](RadixCache& c) { c.Check(); }); });
+           "Returns the page accounting and hit counters (see `CacheStats`).")
+      .def("check", [](PyRadixCache& s) { Locked(s, [](RadixCache& c) { c.Check(); }); },
+           radix_docs::kCheck);
+  m.def(
+      "_radix_result_types",
+      [](py::object match, py::object insert, py::object acquire, py::object stats) {
+        Types() = ResultTypes{std::move(match), std::move(insert), std::move(acquire),
+                              std::move(stats)};
+      },
+      "Registers the result classes RadixCache methods return (called by o1search.radix_cache).");
 }
 
 }  // namespace o1search::bindings

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from o1search._native import InternalError, OutOfPagesError, StaleHandleError
-from o1search.radix_cache import CacheStats, InsertResult, MatchResult
+from o1search.radix_cache import AcquireResult, CacheStats, InsertResult, MatchResult
 
 __all__ = ["RadixCacheRef"]
 
@@ -302,7 +302,7 @@ class RadixCacheRef:
             pages.extend(child.pages[:k])
         return pages
 
-    def acquire(self, tokens: Any) -> tuple[MatchResult, np.ndarray]:
+    def acquire(self, tokens: Any) -> AcquireResult:
         """See `o1search.RadixCache.acquire`."""
         m = self.match(tokens)
         self.lock(m.node)
@@ -311,7 +311,7 @@ class RadixCacheRef:
         except BaseException:
             self.unlock(m.node)
             raise
-        return m, fresh
+        return AcquireResult(m.length, np.concatenate((m.pages, fresh)).astype(np.int32), m.node)
 
     def commit(self, tokens: Any, pages: Any, pin: int) -> InsertResult:
         """See `o1search.RadixCache.commit`."""

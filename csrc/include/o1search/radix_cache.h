@@ -52,10 +52,12 @@ struct InsertOutput {
   int64_t node = 0;           ///< handle of the node ending at the inserted path end
 };
 
-/// Result of RadixCache::Acquire: the match and the pages allocated for the rest.
+/// Result of RadixCache::Acquire.
 struct AcquireOutput {
-  MatchOutput match;           ///< the cached prefix, its node now locked (the "pin")
-  std::vector<int32_t> fresh;  ///< held pages for the uncached whole pages of the sequence
+  int64_t length = 0;          ///< cached tokens (a multiple of page_size)
+  std::vector<int32_t> pages;  ///< every whole page of the sequence: length / page_size
+                               ///< cached pages, then freshly allocated held pages
+  int64_t node = 0;            ///< the matched node, now locked (the "pin")
 };
 
 class RadixCache {
@@ -120,7 +122,7 @@ class RadixCache {
   // ---- fused steps of the engine's admission protocol (one call instead of three) ----
 
   /// Match(tokens) + Lock(match.node) + Alloc(n / page_size - match pages), exactly as those
-  /// calls in that order would do.  When Alloc throws, the lock is released again (Unlock,
+  /// calls in that order would do; the pages come back as one array (cached, then fresh).  When Alloc throws, the lock is released again (Unlock,
   /// which stamps the unlocked nodes as used) and the exception propagates.
   AcquireOutput Acquire(const int32_t* tokens, int64_t n);
 
