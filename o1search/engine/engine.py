@@ -25,7 +25,6 @@ when a later prefix shares tokens with them.
 
 from __future__ import annotations
 
-import operator
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from o1search._tokens import as_token_ids
 from o1search._native import InternalError, OutOfPagesError
 from o1search.engine.attention import get_attention_backend
 from o1search.engine.model_runner import ModelRunner, paged_runner_unsupported_reason
@@ -51,28 +51,7 @@ __all__ = [
 
 
 def _as_token_tuple(tokens: Any, what: str) -> tuple[int, ...]:
-    if isinstance(tokens, (str, bytes)):
-        raise TypeError(f"{what} must be token ids, not text (tokenize once, outside the "
-                        "search loop)")
-    if isinstance(tokens, torch.Tensor):
-        tokens = tokens.detach().cpu().numpy()
-    if isinstance(tokens, np.ndarray):
-        if tokens.ndim != 1:
-            raise ValueError(f"{what} must be 1-D, got shape {tokens.shape}")
-        if tokens.dtype == np.bool_ or not np.issubdtype(tokens.dtype, np.integer):
-            raise TypeError(f"{what} must hold integers, got dtype {tokens.dtype}")
-        return tuple(int(t) for t in tokens.tolist())
-    try:
-        items = list(tokens)
-    except TypeError:
-        raise TypeError(f"{what} must be a sequence of token ids, got "
-                        f"{type(tokens).__name__}") from None
-    out = []
-    for t in items:
-        if isinstance(t, bool) or not hasattr(type(t), "__index__"):
-            raise TypeError(f"{what} must hold integer token ids, got {t!r}")
-        out.append(operator.index(t))
-    return tuple(out)
+    return as_token_ids(tokens, what)
 
 
 @dataclass(frozen=True)

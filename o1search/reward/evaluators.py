@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import abc
 import math
-import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from o1search._tokens import as_token_ids
 import numpy as np
 
 __all__ = [
@@ -37,49 +37,8 @@ AGGREGATIONS = ("last", "min", "product", "mean")
 
 
 def as_tokens(tokens: Any, what: str) -> tuple[int, ...]:
-    """``tokens`` as a tuple of non-negative ints.
-
-    Parameters
-    ----------
-    tokens : sequence of int, NumPy or torch 1-D integer array
-    what : str
-        Name used in error messages.
-
-    Returns
-    -------
-    tuple of int
-
-    Raises
-    ------
-    TypeError
-        Text, floats, bools or other non-integer items.
-    ValueError
-        A negative id.
-    """
-    if isinstance(tokens, (str, bytes)):
-        raise TypeError(f"{what} must be token ids, not text (tokenize once, outside the loop)")
-    if hasattr(tokens, "detach"):
-        tokens = tokens.detach().cpu().numpy()
-    if isinstance(tokens, np.ndarray):
-        if tokens.ndim != 1:
-            raise ValueError(f"{what} must be 1-D, got shape {tokens.shape}")
-        if tokens.dtype == np.bool_ or not np.issubdtype(tokens.dtype, np.integer):
-            raise TypeError(f"{what} must hold integers, got dtype {tokens.dtype}")
-        tokens = tokens.tolist()
-    try:
-        items = list(tokens)
-    except TypeError:
-        raise TypeError(f"{what} must be a sequence of token ids, got "
-                        f"{type(tokens).__name__}") from None
-    out = []
-    for t in items:
-        if isinstance(t, bool) or not hasattr(type(t), "__index__"):
-            raise TypeError(f"{what} must hold integer token ids, got {t!r}")
-        v = operator.index(t)
-        if v < 0:
-            raise ValueError(f"{what} has a negative token id {v}")
-        out.append(v)
-    return tuple(out)
+    """``tokens`` as a tuple of token ids (see `o1search._tokens.as_token_ids`)."""
+    return as_token_ids(tokens, what)
 
 
 def resolve_token_ids(value: str | Sequence[int], tokenizer: Any, what: str) -> tuple[int, ...]:

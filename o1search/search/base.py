@@ -21,12 +21,12 @@ checkpoint/resume.
 from __future__ import annotations
 
 import hashlib
-import operator
 import struct
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
+from o1search._tokens import as_token_ids
 from o1search.engine.sampling import SamplingParams
 
 __all__ = [
@@ -83,25 +83,7 @@ def derive_seed(*parts: int | str) -> int:
 
 
 def _token_tuple(tokens: Any, what: str, *, allow_empty: bool = True) -> tuple[int, ...]:
-    if isinstance(tokens, (str, bytes)):
-        raise TypeError(f"{what} must be token ids, not text (tokenize once, outside the "
-                        "search loop)")
-    try:
-        items = tokens.tolist() if hasattr(tokens, "tolist") else list(tokens)
-    except TypeError:
-        raise TypeError(f"{what} must be a sequence of token ids, got "
-                        f"{type(tokens).__name__}") from None
-    out = []
-    for t in items:
-        if isinstance(t, bool) or not hasattr(type(t), "__index__"):
-            raise TypeError(f"{what} must hold integer token ids, got {t!r}")
-        v = operator.index(t)
-        if not 0 <= v < 2**31:
-            raise ValueError(f"{what} has token id {v} outside [0, 2**31)")
-        out.append(v)
-    if not allow_empty and not out:
-        raise ValueError(f"{what} is empty")
-    return tuple(out)
+    return as_token_ids(tokens, what, allow_empty=allow_empty)
 
 
 def _check_int(value: Any, what: str, lo: int, hi: int | None = None) -> int:
