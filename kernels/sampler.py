@@ -102,13 +102,21 @@ def _row_keys(seed: int | torch.Tensor, batch: int, device: torch.device) -> tor
     return _hash32_torch(lo ^ _hash32_torch(hi ^ 0x5BD1E995))
 
 
-def gumbel_noise(row_keys: torch.Tensor, vocab: int) -> torch.Tensor:
-    """Torch: the Gumbel(0, 1) noise ``[B, vocab]`` float32 the sampler adds for these row keys."""
+def uniform_noise(row_keys: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Torch: the counter-based uniform noise ``[B, vocab]`` float32 in (0, 1) of these row keys.
+
+    Entry ``(b, v)`` is a hash of ``(row_keys[b], v)`` alone, so a row's noise does not depend
+    on the other rows of the batch; the Triton sampler computes the same values.
+    """
     col = torch.arange(vocab, device=row_keys.device, dtype=torch.int64)[None, :]
     h = _hash32_torch((col + row_keys[:, None]) & _MASK32)
     h = _hash32_torch(h ^ row_keys[:, None])
-    u = ((h >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)  # in (0, 1), exactly
-    return -torch.log(-torch.log(u))
+    return ((h >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)  # in (0, 1), exactly
+
+
+def gumbel_noise(row_keys: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Torch: the Gumbel(0, 1) noise ``[B, vocab]`` float32 the sampler adds for these row keys."""
+    return -torch.log(-torch.log(uniform_noise(row_keys, vocab)))
 
 
 @jit
