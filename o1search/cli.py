@@ -8,7 +8,8 @@ import importlib.util
 import json
 import platform
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import NoReturn, Sequence
 
 
 class UsageError(Exception):
@@ -86,26 +87,253 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budgets(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"budgets must be comma-separated integers, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("give at least one budget")
+    return out
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    from o1search.demo import ALGORITHMS
+
+    out = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [m for m in out if m not in ALGORITHMS]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(ALGORITHMS)}")
+    return out
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from o1search.demo import DemoConfig, run_demo
+
+    overrides = {k: v for k, v in dict(
+        out=args.out, policy=args.policy, retrain_policy=args.retrain_policy, seed=args.seed,
+        progress=not args.no_progress, eval_problems=args.eval_problems, budgets=args.budgets,
+        methods=args.methods, policy_steps=args.policy_steps).items() if v is not None}
+    config = DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
+    result = run_demo(config)
+    if args.json:
+        print(json.dumps(result.report))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from o1search.demo import SearchRunConfig, run_search
+
+    config = SearchRunConfig(
+        task=args.task, algo=args.algo, budget=args.budget, problems=args.problems,
+        split=args.split, model=args.model, prm=args.prm, question_field=args.question_field,
+        answer_field=args.answer_field, max_new_tokens=args.max_new_tokens,
+        tree_html=args.tree_html, seed=args.seed, progress=not args.no_progress)
+    out = run_search(config)
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    for p in out["problems"]:
+        mark = "ok  " if p["correct"] else "FAIL"
+        print(f"{mark} {p['id']}: {p['question'].strip()!r} -> answer {p['answer']!r} "
+              f"(reference {p['reference']!r}, {p['generated_tokens']} tokens)")
+    s = out["summary"]
+    n = len(out["problems"])
+    solved = sum(p["correct"] for p in out["problems"])
+    print(f"{args.algo}: {solved}/{n} correct (accuracy {s['accuracy']:.3f}), "
+          f"{s['mean_generated_tokens']:.1f} generated tokens per problem, {s['seconds']:.1f} s, "
+          f"evaluator: {s['evaluator']}")
+    if out["tree_html"]:
+        print(f"tree viewer: {out['tree_html']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from o1search.demo import TrainRunConfig, run_train
+
+    config = TrainRunConfig(
+        task=args.task, algo=args.algo, out=args.out, model=args.model, steps=args.steps,
+        rounds=args.rounds, problems=args.problems, samples=args.samples,
+        batch_size=args.batch_size, learning_rate=args.lr, eval_problems=args.eval_problems,
+        question_field=args.question_field, answer_field=args.answer_field,
+        solution_field=args.solution_field, seed=args.seed, progress=not args.no_progress)
+    out = run_train(config)
+    b, a = out["greedy_accuracy_before"], out["greedy_accuracy_after"]
+    if b is not None:
+        print(f"greedy accuracy on {config.eval_problems} test problems: {b:.3f} -> {a:.3f}")
+    print(f"saved {args.algo} policy to {out['checkpoint']}")
+    return 0
+
+
+def _benchmarks_dir() -> Path | None:
+    """``benchmarks/`` of a source checkout (next to the package), or None when installed."""
+    d = Path(__file__).resolve().parent.parent / "benchmarks"
+    return d if d.is_dir() else None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    root = _benchmarks_dir()
+    if root is None:
+        raise UsageError("benchmarks ship with the source, not the wheel: clone the o1search "
+                         "repository and run `o1search bench NAME` (or python benchmarks/NAME.py)"
+                         " from the checkout")
+    names = sorted(p.stem for p in root.glob("*.py"))
+    if args.name is None or args.name == "list":
+        print("benchmarks: " + ", ".join(names))
+        return 0
+    name = args.name[:-3] if args.name.endswith(".py") else args.name
+    for cand in (name, f"bench_{name}"):
+        if cand in names:
+            script = root / f"{cand}.py"
+            break
+    else:
+        raise UsageError(f"no benchmark {args.name!r} in {root}; available: {', '.join(names)}")
+    extra = list(args.args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return subprocess.call([sys.executable, str(script), *extra], cwd=str(root.parent))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2 through :class:`UsageError`)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="o1search", description=__doc__)
+    from o1search.demo import ALGORITHMS, TRAIN_ALGORITHMS
+
+    p = _Parser(prog="o1search", description=__doc__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     pi = sub.add_parser("info", help="version, native core and CUDA build, usable kernel backends")
     pi.add_argument("--json", action="store_true", help="print JSON")
     pi.set_defaults(func=cmd_info)
+
+    pd = sub.add_parser(
+        "demo", help="policy -> PRM -> search comparison -> search+learn, end to end on CPU",
+        description="Run the whole roadmap on Countdown: reuse (or retrain) the default policy, "
+        "train a PRM from Monte-Carlo step labels, compare greedy / best-of-N / beam / MCTS / "
+        "DVTS at equal token budgets, run one ReST round; writes report.json, "
+        "accuracy_vs_tokens.png, learning_curves.png and tree.html into --out.")
+    pd.add_argument("--out", default=None, help="output folder (default ./o1search_out)")
+    pd.add_argument("--quick", action="store_true", help="the short version (< 2 minutes)")
+    pd.add_argument("--policy", default=None, help="policy checkpoint (default: shipped)")
+    pd.add_argument("--retrain-policy", action="store_true", default=None,
+                    help="train the default policy from scratch instead of loading one")
+    pd.add_argument("--policy-steps", type=int, default=None, help="SFT steps when retraining")
+    pd.add_argument("--eval-problems", type=int, default=None, help="held-out problems")
+    pd.add_argument("--budgets", type=_budgets, default=None,
+                    help="token budgets per problem, e.g. 64,128,256")
+    pd.add_argument("--methods", type=_methods, default=None,
+                    help=f"comma-separated subset of {','.join(ALGORITHMS)}")
+    pd.add_argument("--seed", type=int, default=None)
+    pd.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    pd.add_argument("--json", action="store_true", help="also print the report as JSON")
+    pd.set_defaults(func=cmd_demo)
+
+    ps = sub.add_parser("search", help="run one search algorithm on problems of a task")
+    ps.add_argument("--model", default=None, help="policy checkpoint (default: shipped)")
+    ps.add_argument("--task", default="countdown", help="task name or FILE.jsonl")
+    ps.add_argument("--algo", choices=ALGORITHMS, default="mcts")
+    ps.add_argument("--budget", type=int, default=256, help="generated tokens per problem")
+    ps.add_argument("--problems", type=int, default=8, help="problems to solve")
+    ps.add_argument("--split", choices=("train", "test"), default="test")
+    ps.add_argument("--prm", default=None, help="PRM checkpoint (e.g. o1search_out/prm); "
+                    "default: the task's verifier guides the search (an oracle)")
+    ps.add_argument("--question-field", default="question", help="JSONL question field")
+    ps.add_argument("--answer-field", default="answer", help="JSONL answer field")
+    ps.add_argument("--max-new-tokens", type=int, default=96)
+    ps.add_argument("--tree-html", default=None, help="write the first problem's tree here")
+    ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--no-progress", action="store_true")
+    ps.add_argument("--json", action="store_true", help="print JSON")
+    ps.set_defaults(func=cmd_search)
+
+    pt = sub.add_parser("train", help="train a policy: sft, rest (expert iteration) or grpo")
+    pt.add_argument("--task", default="countdown", help="task name or FILE.jsonl")
+    pt.add_argument("--algo", choices=TRAIN_ALGORITHMS, default="sft")
+    pt.add_argument("--out", required=True, help="checkpoint folder to write")
+    pt.add_argument("--model", default=None, help="start from this checkpoint")
+    pt.add_argument("--steps", type=int, default=200, help="SFT steps / GRPO batches")
+    pt.add_argument("--rounds", type=int, default=1, help="ReST rounds")
+    pt.add_argument("--problems", type=int, default=256, help="training problems")
+    pt.add_argument("--samples", type=int, default=8, help="samples per problem")
+    pt.add_argument("--batch-size", type=int, default=16, help="GRPO problems per batch")
+    pt.add_argument("--lr", type=float, default=None, help="learning rate")
+    pt.add_argument("--eval-problems", type=int, default=100, help="test problems (0: skip)")
+    pt.add_argument("--question-field", default="question")
+    pt.add_argument("--answer-field", default="answer")
+    pt.add_argument("--solution-field", default=None, help="JSONL step-by-step solution field")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--no-progress", action="store_true")
+    pt.set_defaults(func=cmd_train)
+
+    pb = sub.add_parser("bench", help="run a script from benchmarks/ (source checkout)")
+    pb.add_argument("name", nargs="?", default=None, help="benchmark name, or 'list'")
+    pb.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    pb.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Entry point of the ``o1search`` console script.
+
+    Parameters:
+        argv: arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 on success, 2 for a mistake the user can fix (one line on stderr,
+        no traceback), 130 when interrupted.
+    """
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        if getattr(args, "no_progress", False):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # its weight-loading bar too
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"o1search: error: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        # The library's messages say what to change; a traceback would bury them.
+        print(f"o1search: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from o1search import O1SearchError
+
+        if isinstance(exc, O1SearchError) and not isinstance(exc, _internal_errors()):
+            print(f"o1search: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("o1search: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc) or type(exc).__name__
+    # Library messages name keyword arguments; on the command line they are options.
+    for kw in ("question_field", "answer_field", "solution_field"):
+        msg = msg.replace(f"{kw}=", "--" + kw.replace("_", "-"))
+    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in msg:
+        msg = f"{msg}: {exc.filename}"
+    return " ".join(msg.split())
+
+
+def _internal_errors() -> tuple[type, ...]:
+    from o1search import InternalError
+
+    return (InternalError,)
 
 
 if __name__ == "__main__":  # pragma: no cover

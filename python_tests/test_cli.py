@@ -1,0 +1,249 @@
+"""The command line (o1search.cli) and the demo pipeline (o1search.demo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from o1search.cli import main
+from o1search.demo import DemoConfig, SearchRunConfig, TrainRunConfig, make_algorithm, run_demo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(code, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, no traceback
+    assert lines[0].startswith("o1search: error: ")
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------------------- info
+def test_info_still_works(capsys):
+    code, out, _ = run_cli(capsys, "info")
+    assert code == 0 and "native core (o1search._core): built" in out
+    code, out, _ = run_cli(capsys, "info", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["native_core"] is True and "torch" in info["kernel_backends"]
+
+
+def test_no_command_prints_help(capsys):
+    code, out, _ = run_cli(capsys)
+    assert code == 2 and "demo" in out and "search" in out
+
+
+# ------------------------------------------------------------------------------- errors
+def test_unknown_algorithm(capsys):
+    code, _, err = run_cli(capsys, "search", "--algo", "alphazero")
+    assert_usage_error(code, err, "alphazero", "mcts")
+
+
+def test_missing_model_path(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "search", "--model", str(tmp_path / "nope"))
+    assert_usage_error(code, err, str(tmp_path / "nope"))
+    code, _, err = run_cli(capsys, "train", "--model", str(tmp_path / "nope"),
+                           "--out", str(tmp_path / "o"))
+    assert_usage_error(code, err, "nope")
+
+
+def test_unknown_jsonl_field(capsys, tmp_path):
+    f = tmp_path / "data.jsonl"
+    f.write_text('{"q": "1+1", "a": "2"}\n{"q": "2+2", "a": "4"}\n')
+    code, _, err = run_cli(capsys, "search", "--task", str(f), "--no-progress")
+    assert_usage_error(code, err, "question")
+    # With the right field names the same file is accepted (and searched).
+    code, out, err = run_cli(capsys, "search", "--task", str(f), "--question-field", "q",
+                             "--answer-field", "a", "--algo", "greedy", "--problems", "1",
+                             "--split", "train", "--no-progress", "--json")
+    assert code == 0, err
+    assert json.loads(out)["problems"][0]["reference"] in ("2", "4")
+
+
+def test_unknown_task_and_missing_task_file(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "search", "--task", "sudoku", "--no-progress")
+    assert_usage_error(code, err, "sudoku", "countdown")
+    code, _, err = run_cli(capsys, "search", "--task", str(tmp_path / "x.jsonl"))
+    assert_usage_error(code, err, "x.jsonl")
+
+
+def test_budget_too_small(capsys):
+    code, _, err = run_cli(capsys, "search", "--algo", "mcts", "--budget", "5")
+    assert_usage_error(code, err, "budget 5", "too small")
+    code, _, err = run_cli(capsys, "demo", "--budgets", "8,64")
+    assert_usage_error(code, err, "too small")
+    code, _, err = run_cli(capsys, "demo", "--budgets", "a,b")
+    assert_usage_error(code, err, "comma-separated")
+    code, _, err = run_cli(capsys, "demo", "--methods", "mcts,alphago")
+    assert_usage_error(code, err, "alphago")
+
+
+def test_bad_train_requests(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--algo", "ppo2", "--out", str(tmp_path))
+    assert_usage_error(code, err, "ppo2")
+    code, _, err = run_cli(capsys, "train")
+    assert_usage_error(code, err, "--out")
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"question": "1+1", "answer": "2"}\n' * 4)
+    code, _, err = run_cli(capsys, "train", "--task", str(f), "--algo", "sft", "--out",
+                           str(tmp_path / "ck"), "--eval-problems", "0", "--no-progress")
+    assert_usage_error(code, err, "no solution traces", "--solution-field")
+
+
+def test_bench(capsys):
+    code, out, _ = run_cli(capsys, "bench", "list")
+    assert code == 0 and "bench_reward" in out
+    code, _, err = run_cli(capsys, "bench", "no_such_bench")
+    assert_usage_error(code, err, "no_such_bench", "bench_reward")
+
+
+def test_error_in_a_fresh_process_has_no_traceback():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "o1search", "search", "--model", "/no/such/dir"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "o1search: error: no policy checkpoint at '/no/such/dir'"]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="too small"):
+        DemoConfig(budgets=(16,))
+    with pytest.raises(ValueError, match="unknown method"):
+        DemoConfig(methods=("beam", "nope"))
+    with pytest.raises(ValueError, match="not both"):
+        DemoConfig(policy="/x", retrain_policy=True)
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        SearchRunConfig(algo="x")
+    with pytest.raises(ValueError, match="--out"):
+        TrainRunConfig()
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        make_algorithm("x", 64)
+
+
+def test_algorithms_scale_with_budget():
+    small, big = make_algorithm("best_of_n", 64), make_algorithm("best_of_n", 512)
+    assert small.config.n < big.config.n and big.config.token_budget == 512
+    for name in ("beam", "mcts", "dvts"):
+        assert make_algorithm(name, 128).config.token_budget == 128
+    assert make_algorithm("greedy", None).config.sampling.temperature == 0.0
+
+
+# ------------------------------------------------------------------------------- search
+def test_search_greedy_matches_transformers_generate(capsys):
+    """Greedy through the engine and the search loop gives what ``model.generate`` gives."""
+    from o1search.policy import generate_completions, load_policy
+    from o1search.demo import _load_task
+    from o1search.policy import default_policy_path
+
+    code, out, err = run_cli(capsys, "search", "--algo", "greedy", "--problems", "6",
+                             "--no-progress", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    model, tok = load_policy()
+    task = _load_task("countdown", default_policy_path())
+    probs = task.problems("test")[:6]
+    want = generate_completions(model, tok, [task.prompt(p) for p in probs], max_new_tokens=96)
+    assert [p["text"] for p in got["problems"]] == [w[0] for w in want]
+    for p, prob in zip(got["problems"], probs):
+        assert p["id"] == prob.id
+        assert p["correct"] == (task.verify(prob, p["text"]) >= 1.0)
+        if p["correct"]:
+            assert p["answer"] == prob.answer
+    assert got["summary"]["accuracy"] == sum(p["correct"] for p in got["problems"]) / 6
+
+
+def test_search_text_output_and_tree(capsys, tmp_path):
+    f = tmp_path / "tree.html"
+    code, out, err = run_cli(capsys, "search", "--algo", "mcts", "--budget", "64",
+                             "--problems", "2", "--no-progress", "--tree-html", str(f))
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(("ok ", "FAIL")) and "countdown-test-00000" in lines[0]
+    assert lines[2].startswith("mcts: ") and "correct" in lines[2]
+    page = f.read_text()
+    assert 'class="node root chosen' in page and "evaluator" not in page
+
+
+# ------------------------------------------------------------------------------- demo
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    config = DemoConfig(out=str(out), prm_problems=6, prm_samples=2, prm_rollouts=1,
+                        prm_epochs=1.0, eval_problems=4, budgets=(64,), rest_problems=6,
+                        rest_samples=2, rest_sft_steps=2, rest_eval_problems=6,
+                        progress=False)
+    return run_demo(config, echo=None), out
+
+
+def test_demo_writes_its_outputs(tiny_demo):
+    res, out = tiny_demo
+    names = {p.name for p in out.iterdir()}
+    assert {"report.json", "accuracy_vs_tokens.png", "learning_curves.png", "tree.html",
+            "prm", "policy_after_rest"} <= names
+    for png in ("accuracy_vs_tokens.png", "learning_curves.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "report.json").read_text())
+    assert report == json.loads(json.dumps(res.report))
+    assert {"config", "policy", "prm", "comparison", "rest", "files", "timings_s",
+            "total_s", "machine"} <= set(report)
+    rows = report["comparison"]
+    assert [(r["method"], r["budget"]) for r in rows] == [
+        ("greedy", None), ("best_of_n", 64), ("beam", 64), ("mcts", 64), ("dvts", 64)]
+    for r in rows:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["problems"] == 4
+        assert r["mean_generated_tokens"] > 0
+        # A problem stops before a round that would start past the budget, so it can
+        # overshoot by at most one round (here <= 4 leaves x 2 children x 30 tokens).
+        if r["budget"]:
+            assert r["max_generated_tokens"] <= r["budget"] + 240
+    assert report["policy"]["source"] == "shipped"
+    assert report["prm"]["solutions"] == 12 and report["prm"]["labelled_steps"] > 0
+    for method in ("greedy", "best_of_n", "beam", "mcts", "dvts"):
+        assert method in res.table
+
+
+def test_demo_accuracies_match_an_independent_greedy_evaluation(tiny_demo):
+    """Greedy accuracy in the comparison and before ReST equal ``model.generate`` greedy."""
+    from o1search.demo import _load_task
+    from o1search.policy import default_policy_path, evaluate_policy, load_policy
+
+    res, _ = tiny_demo
+    model, tok = load_policy()
+    task = _load_task("countdown", default_policy_path())
+    test = task.problems("test")
+    g4 = evaluate_policy(model, tok, task, test[:4], max_new_tokens=96).accuracy
+    g6 = evaluate_policy(model, tok, task, test[:6], max_new_tokens=96).accuracy
+    assert res.report["comparison"][0]["accuracy"] == pytest.approx(g4)
+    assert res.report["rest"]["greedy_accuracy_before"] == pytest.approx(g6)
+    after = res.report["rest"]["greedy_accuracy_after"]
+    trained, _ = load_policy(res.files["report"].parent / "policy_after_rest")
+    assert after == pytest.approx(
+        evaluate_policy(trained, tok, task, test[:6], max_new_tokens=96).accuracy)
+
+
+def test_demo_tree_viewer_shows_the_chosen_path(tiny_demo):
+    from test_viz import parse
+
+    _, out = tiny_demo
+    page = (out / "tree.html").read_text()
+    p = parse(page)
+    chosen = sorted(n for n, v in p.nodes.items() if "chosen" in v["classes"])
+    assert chosen and chosen[0] == 0  # the path starts at the root
+    # The chosen nodes form one root-to-node chain in the page's nesting.
+    for n in chosen[1:]:
+        assert p.nodes[n]["parent"] in chosen
+    assert "search answer" in page and "https:" not in page
