@@ -21,6 +21,7 @@ import torch
 
 from o1search.reward.evaluators import as_tokens, check_batch
 from o1search.reward.prm import (
+    RewardTrainConfig,
     RewardTrainResult,
     ScalarHeadModel,
     _f,
@@ -194,46 +195,13 @@ class PreferencePair:
 
 
 @dataclasses.dataclass
-class ORMTrainConfig:
+class ORMTrainConfig(RewardTrainConfig):
     """Training of an :class:`OutcomeRewardModel` with the Bradley–Terry loss.
 
     The run lasts ``max_steps`` optimizer steps, or else ``num_epochs`` passes over the pairs.
     """
 
-    learning_rate: float = _f(1e-3, "AdamW learning rate of the backbone")
-    head_learning_rate: float | None = _f(None, "learning rate of the head (None: same)")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
     batch_size: int = _f(16, "pairs per optimizer step")
-    num_epochs: float | None = _f(None, "passes over the pairs when max_steps is None "
-                                        "(default 3)")
-    max_steps: int | None = _f(None, "optimizer steps (set this or num_epochs)")
-    max_seconds: float | None = _f(None, "also stop after this much wall time")
-    max_grad_norm: float | None = _f(1.0, "clip the global gradient norm; None: no clipping")
-    train_backbone: bool = _f(True, "update the backbone too (False: only the head)")
-    seed: int = _f(0, "data order seed")
-    output_dir: str | None = _f(None, "save the model here at the end (atomically)")
-
-    def __post_init__(self) -> None:
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
-            raise ValueError(f"head_learning_rate must be > 0 or None, got "
-                             f"{self.head_learning_rate}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_steps is not None and self.num_epochs is not None:
-            raise ValueError("set max_steps or num_epochs, not both")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.num_epochs is not None and not self.num_epochs > 0:
-            raise ValueError(f"num_epochs must be > 0, got {self.num_epochs}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}; "
-                             "use None for no clipping")
 
 
 def train_orm(orm: OutcomeRewardModel, pairs: Sequence[PreferencePair],

@@ -516,8 +516,8 @@ class PRMExample:
 
 
 @dataclasses.dataclass
-class PRMTrainConfig:
-    """Training of a :class:`ProcessRewardModel` (binary cross-entropy at step ends).
+class RewardTrainConfig:
+    """What the PRM and ORM trainers share: optimizer, run length, clipping, output.
 
     The run lasts ``max_steps`` optimizer steps, or else ``num_epochs`` passes over the data.
     """
@@ -525,15 +525,13 @@ class PRMTrainConfig:
     learning_rate: float = _f(1e-3, "AdamW learning rate of the backbone")
     head_learning_rate: float | None = _f(None, "learning rate of the head (None: same)")
     weight_decay: float = _f(0.0, "AdamW weight decay")
-    batch_size: int = _f(32, "paths per optimizer step")
+    batch_size: int = _f(32, "examples per optimizer step")
     num_epochs: float | None = _f(None, "passes over the data when max_steps is None "
                                         "(default 3)")
     max_steps: int | None = _f(None, "optimizer steps (set this or num_epochs)")
     max_seconds: float | None = _f(None, "also stop after this much wall time")
     max_grad_norm: float | None = _f(1.0, "clip the global gradient norm; None: no clipping")
     train_backbone: bool = _f(True, "update the backbone too (False: only the head)")
-    hard_labels: bool = _f(False, "train on label > 0 as 1 (Math-Shepherd hard estimate) "
-                                  "instead of the soft labels")
     seed: int = _f(0, "data order seed")
     output_dir: str | None = _f(None, "save the model here at the end (atomically)")
 
@@ -558,6 +556,18 @@ class PRMTrainConfig:
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}; "
                              "use None for no clipping")
+
+
+@dataclasses.dataclass
+class PRMTrainConfig(RewardTrainConfig):
+    """Training of a :class:`ProcessRewardModel` (binary cross-entropy at step ends).
+
+    The run lasts ``max_steps`` optimizer steps, or else ``num_epochs`` passes over the data.
+    """
+
+    batch_size: int = _f(32, "paths per optimizer step")
+    hard_labels: bool = _f(False, "train on label > 0 as 1 (Math-Shepherd hard estimate) "
+                                  "instead of the soft labels")
 
 
 @dataclasses.dataclass
