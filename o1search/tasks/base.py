@@ -186,6 +186,29 @@ def parse_trace(text: str, delimiter: str = "\n") -> tuple[list[Step], str | Non
     return steps, answer
 
 
+def with_behaviours(steps: Sequence[str], rng: random.Random, *, check_prob: float,
+                    correction_prob: float) -> list[str]:
+    """Gold ``lhs=value`` steps with human-like reasoning behaviours mixed in.
+
+    Each step is, with probability ``correction_prob``, preceded by a wrong value and its
+    correction (`wrong_and_correction`) and, with probability ``check_prob``, followed by a
+    check line (`check_line`). ``answer ...`` lines pass through unchanged.
+    """
+    out: list[str] = []
+    for step in steps:
+        if step.startswith("answer"):
+            out.append(step)
+            continue
+        lhs, value = step.split("=")
+        if rng.random() < correction_prob:
+            out += wrong_and_correction(lhs, int(value), rng)
+        else:
+            out.append(step)
+        if rng.random() < check_prob:
+            out.append(check_line(step))
+    return out
+
+
 def check_line(step: str) -> str:
     """The ``check`` line that confirms ``step`` (``7*8=56`` -> ``check 7*8=56 ok``)."""
     return f"check {step} ok"

@@ -25,9 +25,8 @@ from o1search.tasks.base import (
     Task,
     TraceError,
     check_completion_type,
-    check_line,
     parse_trace,
-    wrong_and_correction,
+    with_behaviours,
 )
 
 __all__ = ["CountdownTask"]
@@ -178,19 +177,8 @@ class CountdownTask(Task):
     def demonstration(self, problem: Problem, rng: random.Random | int | None = None) -> str:
         """See :meth:`Task.demonstration`."""
         rng = rng if isinstance(rng, random.Random) else random.Random(rng or 0)
-        out: list[str] = []
-        for step in problem.solution:
-            if step.startswith("answer"):
-                out.append(step)
-                continue
-            lhs, value = step.split("=")
-            if rng.random() < self.correction_prob:
-                out += wrong_and_correction(lhs, int(value), rng)
-            else:
-                out.append(step)
-            if rng.random() < self.check_prob:
-                out.append(check_line(step))
-        return self.format_completion(out)
+        return self.format_completion(with_behaviours(
+            problem.solution, rng, check_prob=self.check_prob, correction_prob=self.correction_prob))
 
     def alphabet(self) -> str:
         """See :meth:`Task.alphabet`."""
