@@ -168,9 +168,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _benchmarks_dir() -> Path | None:
-    """``benchmarks/`` of a source checkout (next to the package), or None when installed."""
-    d = Path(__file__).resolve().parent.parent / "benchmarks"
-    return d if d.is_dir() else None
+    """``benchmarks/`` of a source checkout: next to the package (editable or PYTHONPATH use),
+    else in the current directory (an installed package run from its checkout); None otherwise."""
+    for d in (Path(__file__).resolve().parent.parent / "benchmarks", Path.cwd() / "benchmarks"):
+        if (d / "bench_core.py").is_file():
+            return d
+    return None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import o1search
 from o1search.cli import main
 from o1search.demo import DemoConfig, SearchRunConfig, TrainRunConfig, make_algorithm, run_demo
 
@@ -110,9 +112,11 @@ def test_bench(capsys):
 
 
 def test_error_in_a_fresh_process_has_no_traceback():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The same o1search this test session imported (installed, or the checkout on PYTHONPATH),
+    # run from a neutral directory so a checkout's o1search/ cannot shadow an installed one.
+    env = {**os.environ, "PYTHONPATH": str(Path(o1search.__file__).resolve().parent.parent)}
     p = subprocess.run([sys.executable, "-m", "o1search", "search", "--model", "/no/such/dir"],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tempfile.gettempdir())
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [
