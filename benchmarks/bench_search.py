@@ -208,9 +208,11 @@ def main(argv=None) -> dict:
     for kind in kinds:
         if kind == "verifier":
             evaluator = ev.make_evaluator("verifier", task, tok)
-            mcts_kw = {"value_source": "rollout", "rollout_temperature": 0.0}
+            mcts_kw = {"exact_verifier": True}
             note = ("verifier-guided: the exact verifier scores finished paths during search; "
-                    "best_of_n = pass@N; MCTS values are verified greedy roll-outs")
+                    "best_of_n = pass@N (all N drawn in one round); MCTS values are verified "
+                    "greedy roll-outs, and MCTS stops a problem once a verified path is found "
+                    "(stop_at_reward=1), so its mean tokens sit below its budget")
             prm_info = None
         else:
             prm, prm_info = train_or_load_prm(args, policy, tok, task, policy_dir, gen)

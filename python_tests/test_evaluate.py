@@ -181,6 +181,13 @@ def test_method_config_sizing():
     m = ev.method_config("mcts", 10, completion_tokens=10)
     assert m.num_children == 3 and m.leaves_per_round == 1
     assert ev.method_config("beam", 160, completion_tokens=10, width=7).width == 7
+    # An exact verifier: greedy roll-outs, stop once verified, sequential widening expansions.
+    m = ev.method_config("mcts", 160, completion_tokens=10, exact_verifier=True)
+    assert (m.value_source, m.rollout_temperature, m.stop_at_reward, m.root_rollout) == \
+        ("rollout", 0.0, 1.0, True)
+    assert m.widening > 0 and (m.num_children, m.leaves_per_round) == (2, 1)
+    assert m.token_budget == 160 and m.complete_answer
+    assert ev.method_config("mcts", 160, completion_tokens=10).stop_at_reward is None
 
 
 def test_errors(toy, tmp_path):

@@ -636,3 +636,137 @@ def test_package_exports():
     for name in S.__all__:
         assert hasattr(S, name), name
     assert len(StepOutput((StepCandidate((1,)),))) == 1
+
+
+# --------------------------------------------------------------------------- MCTS: answers,
+# roll-out reuse, early stop, progressive widening
+
+
+class ScriptedPolicy:
+    """Steps from ``steps[prefix]`` (sample i gets entry i mod len); a to-the-end request
+    returns ``tails[prefix]`` (a greedy roll-out), finished. Records every request."""
+
+    def __init__(self, steps, tails):
+        self.steps, self.tails = steps, tails
+        self.calls: list[StepRequest] = []
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            self.calls.append(r)
+            if r.to_end:
+                out.append([StepCandidate(self.tails[r.prefix], -0.1, True, "eos")] * r.n)
+            else:
+                opts = self.steps[r.prefix]
+                out.append([StepCandidate(*opts[i % len(opts)]) for i in range(r.n)])
+        return out
+
+
+class OneAnswer:
+    """Outcome verifier: 1 for ``good`` finished completions, 0 otherwise."""
+
+    def __init__(self, good):
+        self.good = good
+
+    def evaluate(self, requests):
+        return [float(r.finished and r.completion == self.good) for r in requests]
+
+
+def test_mcts_returns_a_verified_rollout_reuses_greedy_rollouts_and_stops():
+    # Root's greedy completion 2 8 9 fails; step 3's greedy completion 7 9 is verified.
+    pol = ScriptedPolicy({(1,): [((2,), math.log(0.6)), ((3,), math.log(0.4))]},
+                         {(1,): (2, 8, 9), (1, 3): (7, 9)})
+    cfg = MCTSConfig(num_children=2, leaves_per_round=1, value_source="rollout",
+                     rollout_temperature=0.0, root_rollout=True, stop_at_reward=1.0,
+                     widening=1.0)
+    res = mcts([SearchProblem((1,))], pol, OneAnswer((3, 7, 9)), cfg)[0]
+    assert res.completion == (3, 7, 9) and res.finished and res.score == 1.0
+    assert res.info["stop_reason"] == "solved" and res.info["completed_by_rollout"]
+    assert tuple(res.tree.step_tokens(res.node)) == (3,)
+    # Step 2 begins the root's greedy roll-out, so its roll-out (8 9) is reused, not redrawn.
+    assert [(r.prefix, r.to_end) for r in pol.calls] == [((1,), True), ((1,), False),
+                                                         ((1, 3), True)]
+    # Every generated token is counted: root roll-out 3 + two steps + roll-out 2.
+    assert res.compute.generated_tokens == 3 + 2 + 2
+    # Without stop_at_reward the search goes on, yet still answers with the verified path.
+    pol2 = ScriptedPolicy(pol.steps | {(1, 2): [((8,), -0.1)], (1, 3): [((7,), -0.1)],
+                                       (1, 2, 8): [((9,), -0.1, True)],
+                                       (1, 3, 7): [((9,), -0.1, True)]}, pol.tails)
+    res2 = mcts([SearchProblem((1,))], pol2, OneAnswer((3, 7, 9)),
+                MCTSConfig(num_simulations=3, num_children=2, leaves_per_round=1,
+                           value_source="rollout", rollout_temperature=0.0,
+                           root_rollout=True, final_by="visits"))[0]
+    assert res2.info["stop_reason"] == "simulations" and res2.tree.num_nodes > 3
+    assert res2.completion == (3, 7, 9) and res2.score == 1.0 and res2.finished
+
+
+def test_mcts_prm_answer_is_a_finished_path_or_is_completed():
+    # PRM values: the unfinished step 2 (.9) beats the finished answer 3 (.6) by value, but an
+    # unfinished path is no answer: the best finished path anywhere wins.
+    steps = {(1,): [((2,), math.log(0.5)), ((3,), math.log(0.5), True)]}
+    pol = ScriptedPolicy(steps, {(1, 2): (4, 9)})
+    ev = TableEvaluator({(2,): 0.9, (3,): 0.6, (2, 4, 9): 0.8})
+    res = mcts([SearchProblem((1,))], pol, ev, MCTSConfig(num_simulations=1, num_children=2))[0]
+    assert res.completion == (3,) and res.finished and res.score == pytest.approx(0.6)
+    # Nothing finished: with complete_answer the chosen leaf is completed greedily, and its
+    # tokens count.
+    pol = ScriptedPolicy({(1,): [((2,), math.log(0.5)), ((5,), math.log(0.5))]},
+                         {(1, 2): (4, 9)})
+    res = mcts([SearchProblem((1,))], pol, ev,
+               MCTSConfig(num_simulations=1, num_children=2, complete_answer=True))[0]
+    assert res.completion == (2, 4, 9) and res.finished and res.score == pytest.approx(0.8)
+    assert pol.calls[-1].prefix == (1, 2) and pol.calls[-1].to_end
+    assert pol.calls[-1].sampling.temperature == 0.0
+    assert res.compute.generated_tokens == 2 + 2
+    # Without it the unfinished leaf is returned as such (the old behaviour).
+    pol.calls.clear()
+    res = mcts([SearchProblem((1,))], pol, ev, MCTSConfig(num_simulations=1, num_children=2))[0]
+    assert res.completion == (2,) and not res.finished and len(pol.calls) == 1
+
+
+class SeededSteps:
+    """One-token steps drawn from the request seed: a fresh seed gives fresh steps."""
+
+    def __init__(self, same=False):
+        self.same = same
+        self.calls: list[StepRequest] = []
+
+    def generate(self, requests):
+        self.calls += list(requests)
+        return [[StepCandidate(((7,) if self.same else
+                                (10 + derive_seed(r.sampling.seed, i) % 1000,)), -0.5)
+                 for i in range(r.n)] for r in requests]
+
+
+def test_mcts_progressive_widening_spends_the_budget_and_dedupes():
+    ev = TableEvaluator({})
+    base = dict(num_children=3, leaves_per_round=1, max_depth=1, num_simulations=1000)
+    # No widening: the root is expanded once, its children are cut at max_depth: exhausted.
+    res = mcts([SearchProblem((1,))], SeededSteps(), ev, MCTSConfig(**base))[0]
+    assert res.info["stop_reason"] == "exhausted" and res.tree.num_children(0) == 3
+    # Widening: a node whose children are all closed is expanded again until the budget.
+    res = mcts([SearchProblem((1,))], SeededSteps(), ev,
+               MCTSConfig(**base, widening=1.0, token_budget=30))[0]
+    kids = [tuple(res.tree.step_tokens(int(k))) for k in res.tree.children(0)]
+    assert res.info["stop_reason"] == "token_budget" and res.compute.generated_tokens == 30
+    assert len(kids) == len(set(kids)) > 20       # seeded 1000-way draws: few collisions
+    # A policy that always says the same thing: after max_fruitless expansions that add
+    # nothing new the node closes, the tree is exhausted, and there is one child.
+    gen = SeededSteps(same=True)
+    res = mcts([SearchProblem((1,))], gen, ev,
+               MCTSConfig(**base, widening=1.0, max_fruitless=3, token_budget=1000))[0]
+    assert res.info["stop_reason"] == "exhausted" and res.tree.num_children(0) == 1
+    assert len(gen.calls) == 1 + 3
+
+
+def test_mcts_widening_config_is_validated():
+    with pytest.raises(ValueError, match="widening"):
+        MCTSConfig(widening=-1.0)
+    with pytest.raises(ValueError, match="widening_exponent"):
+        MCTSConfig(widening_exponent=0.0)
+    with pytest.raises(ValueError, match="stop_at_reward"):
+        MCTSConfig(stop_at_reward=1.5)
+    with pytest.raises(ValueError, match="max_fruitless"):
+        MCTSConfig(max_fruitless=0)
+    with pytest.raises(TypeError, match="root_rollout"):
+        MCTSConfig(root_rollout=1)

@@ -263,9 +263,45 @@ class MCTSConfig:
     max_depth : int
         A step at this depth that is not finished becomes terminal with its value.
     dedupe : bool
+        Merge identical sibling steps, also against the children a node already has (a
+        re-expanded node only gains new steps).
+    widening : float
+        Progressive widening (0 = off: every leaf is expanded once, by the native PUCT
+        ``select``). With ``w > 0`` a node that has been expanded ``e`` times and visited ``N``
+        times is expanded again (``num_children`` more samples) when it is reached while
+        ``e < 1 + floor(w * N ** widening_exponent)``, and always when every child is closed
+        (terminal or exhausted); a node whose last ``max_fruitless`` expansions added no new
+        step is closed.
+        This lets a small tree keep spending its budget instead of running out of leaves.
+    widening_exponent : float
+        ``alpha`` in ``N ** alpha`` (in ``(0, 1]``).
+    max_fruitless : int
+        With widening: consecutive expansions that add nothing new before a node is closed.
+    root_rollout : bool
+        ``value_source="rollout"`` only: the first round rolls out the root itself (with a
+        greedy ``rollout_temperature`` this is greedy decoding), so a problem the policy
+        solves outright costs one completion.
+    stop_at_reward : float or None
+        Stop a problem as soon as a finished path (a finished step or a finished roll-out)
+        scores at least this. Use ``1.0`` with an exact outcome verifier, whose reward 1 is a
+        certificate that nothing better exists; None (default) never stops early.
+    complete_answer : bool
+        When the search stops without any finished path, spend one more request completing
+        the chosen path greedily (its tokens count as generated), so the answer is finished.
     token_budget : int or None
     sampling : SamplingConfig
     max_step_tokens : int
+
+    Roll-outs (``value_source="rollout"``) are recorded: a finished roll-out is a finished
+    path the answer may be taken from (its tokens were generated and counted). With a
+    greedy ``rollout_temperature`` a roll-out is also reused: a new child whose step is the
+    first step of its parent's recorded roll-out gets the rest of it as its own roll-out
+    (greedy decoding would regenerate exactly that), costing no tokens.
+
+    The answer: the best finished path anywhere in the tree (finished steps and finished
+    roll-outs) by reward, ties by the ``final_by`` statistic of its node; with no finished
+    path, descend from the root by ``final_by`` and complete the leaf with its best roll-out
+    when there is one.
     """
 
     num_simulations: int = 32
@@ -282,6 +318,12 @@ class MCTSConfig:
     final_by: str = "value"
     max_depth: int = 32
     dedupe: bool = True
+    widening: float = 0.0
+    widening_exponent: float = 0.5
+    max_fruitless: int = 2
+    root_rollout: bool = False
+    stop_at_reward: float | None = None
+    complete_answer: bool = False
     token_budget: int | None = None
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_step_tokens: int = 64
@@ -304,6 +346,14 @@ class MCTSConfig:
         _int(n, "max_depth", self.max_depth, 1)
         if not isinstance(self.dedupe, bool):
             raise TypeError("MCTSConfig.dedupe must be a bool")
+        _float(n, "widening", self.widening, 0.0)
+        _float(n, "widening_exponent", self.widening_exponent, 0.0, 1.0, lo_open=True)
+        _int(n, "max_fruitless", self.max_fruitless, 1)
+        for flag in ("root_rollout", "complete_answer"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"MCTSConfig.{flag} must be a bool")
+        if self.stop_at_reward is not None:
+            _float(n, "stop_at_reward", self.stop_at_reward, 0.0, 1.0)
         _common(self, n)
 
 
