@@ -1,9 +1,7 @@
 """Sampling parameters, stop rules and the batched, keyed sampler.
 
 Randomness is *keyed*: the Gumbel noise added to the logits for draw ``step`` of sample
-``index`` under ``seed`` is a counter-based hash of ``(seed, index, step)`` and the token id
-(the same hash as the Triton expansion sampler in ``o1search.kernels.sampler``), computed for
-the whole batch in one vectorized pass.
+``index`` under ``seed`` comes from a generator seeded with a hash of ``(seed, index, step)``.
 A sample's tokens therefore depend only on its own logits and those three numbers, never on what else shares the
 batch or on the order in which the engine schedules work; rerunning with the same seed gives
 the same tokens. Gumbel-max over the processed logits draws exactly from the softmax of those
@@ -17,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-
-from o1search.kernels.sampler import uniform_noise as _counter_uniform
 
 __all__ = ["SamplingParams", "StopRule", "sample_tokens", "uniform_noise"]
 
@@ -135,12 +131,22 @@ def _stream_key(seed: int, index: int, step: int) -> int:
     return _fmix32_int(h ^ (step & _MASK32) ^ 0xC2B2AE3D)
 
 
+_GENERATORS: dict[str, torch.Generator] = {}
+
+
+def _generator(device: torch.device) -> torch.Generator:
+    key = str(device)
+    if key not in _GENERATORS:
+        _GENERATORS[key] = torch.Generator(device=device)
+    return _GENERATORS[key]
+
+
 def uniform_noise(keys: Sequence[tuple[int, int, int]], vocab_size: int,
                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """Uniforms in ``(0, 1)`` for each ``(seed, index, step)`` and token.
+    """Uniforms in ``[0, 1)`` for each ``(seed, index, step)`` and token.
 
-    Entry ``(r, v)`` is a hash of row r's key and v alone, so a row depends only on its key:
-    not on the other rows, nor on any shared RNG stream.
+    Each row comes from a generator seeded with a hash of its own key (re-seeded per row), so
+    a row depends only on its key: not on the other rows, nor on any shared RNG stream.
 
     Parameters
     ----------
@@ -156,10 +162,13 @@ def uniform_noise(keys: Sequence[tuple[int, int, int]], vocab_size: int,
         ``[len(keys), vocab_size]`` float32.
     """
     device = torch.device(device)
-    if not keys:
-        return torch.empty((0, vocab_size), dtype=torch.float32, device=device)
-    row_keys = torch.tensor([_stream_key(*key) for key in keys], dtype=torch.int64, device=device)
-    return _counter_uniform(row_keys, vocab_size)
+    gen = _generator(device)
+    out = torch.empty((len(keys), vocab_size), dtype=torch.float32, device=device)
+    for r, (seed, index, step) in enumerate(keys):
+        h = _stream_key(seed, index, step)
+        gen.manual_seed((h << 32) | _fmix32_int(h ^ 0x27D4EB2F))
+        torch.rand(vocab_size, generator=gen, device=device, out=out[r])
+    return out
 
 
 def sample_tokens(logits: torch.Tensor, params: Sequence[SamplingParams],
