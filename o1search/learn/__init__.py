@@ -57,7 +57,7 @@ from o1search.learn.ppo import (  # noqa: E402
     value_loss,
 )
 from o1search.learn.ppo_config import PPOConfig  # noqa: E402
-from o1search.learn.rest import ReSTTrainer, collect_solutions  # noqa: E402
+from o1search.learn.rest import ReSTTrainer, collect_solutions, mix_round_data  # noqa: E402
 from o1search.learn.rest_config import ReSTConfig  # noqa: E402
 
 __all__ += [
@@ -77,6 +77,7 @@ __all__ += [
     "ValueHead",
     "clipped_policy_loss",
     "collect_solutions",
+    "mix_round_data",
     "compute_gae",
     "dpo_loss",
     "group_advantages",

@@ -50,6 +50,8 @@ class SearchLearnLoop:
         config: a :class:`LoopConfig`.
         eval_problems: held-out problems scored greedily (optional).
         engine: an Engine to search with (default: one over a copy of ``model``).
+        anchor_examples: ``[(prompt, completion), ...]`` that ReST rounds replay at
+            ``config.rest.anchor_share`` of their data (e.g. the policy's own SFT data).
 
     Attributes:
         round: rounds completed.
@@ -63,7 +65,8 @@ class SearchLearnLoop:
 
     def __init__(self, model: Any, tokenizer: Any, task: Any, train_problems: Sequence[Any],
                  config: LoopConfig | None = None, *, eval_problems: Sequence[Any] | None = None,
-                 engine: Any = None) -> None:
+                 engine: Any = None,
+                 anchor_examples: Sequence[tuple[str, str]] | None = None) -> None:
         config = LoopConfig() if config is None else config
         if not isinstance(config, LoopConfig):
             raise TypeError(f"config must be a LoopConfig, got {type(config).__name__}")
@@ -77,6 +80,7 @@ class SearchLearnLoop:
         ev = list(eval_problems or [])
         self.eval_problems = ev[: config.eval_problems] if config.eval_problems else ev
         self.engine = engine if engine is not None else engine_for(model, tokenizer)
+        self.anchor_examples = list(anchor_examples or [])
         self.round = 0
         self.history: list[dict[str, Any]] = []
         self._learner = self._make_learner()
@@ -86,7 +90,8 @@ class SearchLearnLoop:
         c = self.config
         if c.method == "rest" or c.method == "dpo":
             # DPO searches with the ReST search settings; the trainer's buffer stays unused.
-            return ReSTTrainer(self.model, self.tokenizer, self.task, c.rest, engine=self.engine)
+            return ReSTTrainer(self.model, self.tokenizer, self.task, c.rest, engine=self.engine,
+                               anchor_examples=self.anchor_examples)
         if c.method in ("grpo", "rloo"):
             return GRPOTrainer(self.model, self.tokenizer, self.task, c.grpo, engine=self.engine)
         return PPOTrainer(self.model, self.tokenizer, self.task, c.ppo, engine=self.engine)
@@ -227,14 +232,15 @@ class SearchLearnLoop:
     @classmethod
     def resume(cls, path: str | os.PathLike[str], task: Any, train_problems: Sequence[Any],
                config: LoopConfig | None = None, *,
-               eval_problems: Sequence[Any] | None = None) -> SearchLearnLoop:
+               eval_problems: Sequence[Any] | None = None,
+               anchor_examples: Sequence[tuple[str, str]] | None = None) -> SearchLearnLoop:
         """A loop continued from a checkpoint written by :meth:`save` (or by ``run`` with
         ``output_dir``); call :meth:`run` to go on.
 
         Parameters:
             path: the checkpoint directory.
-            task, train_problems, config, eval_problems: as for the constructor (the same
-                ones the checkpoint was made with).
+            task, train_problems, config, eval_problems, anchor_examples: as for the
+                constructor (the same ones the checkpoint was made with).
 
         Raises:
             FileNotFoundError: no checkpoint at ``path``.
@@ -246,6 +252,6 @@ class SearchLearnLoop:
             raise ValueError(f"{os.fspath(path)!r} holds no loop state; it was not written by "
                              "SearchLearnLoop (load its weights with load_checkpoint instead)")
         loop = cls(ck.model, ck.tokenizer, task, train_problems, config,
-                   eval_problems=eval_problems)
+                   eval_problems=eval_problems, anchor_examples=anchor_examples)
         loop.load_state_dict(state)
         return loop

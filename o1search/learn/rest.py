@@ -8,15 +8,21 @@ One round on a set of training problems:
    problems it fails (or on all), and every distinct path of the tree that the verifier
    accepts is a candidate solution, not only the one the search picks;
 3. up to ``max_solutions_per_problem`` solutions per problem join a buffer; the SFT mix is
-   this round's data plus a ``keep_previous`` share drawn from earlier rounds (which keeps
-   the policy from drifting towards the newest, narrowest data);
-4. :func:`~o1search.learn.sft.train_sft` for ``sft.max_steps`` steps, then the engine gets the
-   new weights (``engine.load_weights``, which flushes its KV cache).
+   this round's data plus a ``keep_previous`` share drawn from earlier rounds and an
+   ``anchor_share`` drawn from anchor examples (e.g. the policy's own SFT data), which keep
+   the policy from drifting towards the newest, narrowest data;
+4. :func:`~o1search.learn.sft.train_sft` for ``sft.max_steps`` steps (fewer when
+   ``max_epochs`` caps a small mix), then the engine gets the new weights
+   (``engine.load_weights``, which flushes its KV cache).
+
+With ``use_search=False`` step 2 is skipped: the round is expert iteration on the policy's
+own verified greedy solutions, the control that isolates what the search contributes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -26,7 +32,7 @@ from o1search.learn._common import engine_for, sample_rollouts
 from o1search.learn.rest_config import ReSTConfig
 from o1search.learn.sft import train_sft
 
-__all__ = ["ReSTTrainer", "collect_solutions", "make_search_algorithm"]
+__all__ = ["ReSTTrainer", "collect_solutions", "make_search_algorithm", "mix_round_data"]
 
 
 def make_search_algorithm(config: ReSTConfig) -> Any:
@@ -110,6 +116,49 @@ def collect_solutions(task: Any, problems: Sequence[Any], results: Sequence[Any]
     return out
 
 
+def mix_round_data(new: Sequence[tuple[str, str]], previous: Sequence[tuple[str, str]],
+                   anchor: Sequence[tuple[str, str]], *, keep_previous: float,
+                   anchor_share: float,
+                   rng: random.Random) -> tuple[list[tuple[str, str]], int, int]:
+    """The SFT mix of a round: all new examples plus replayed shares of older data.
+
+    With ``n`` new examples the mix holds about ``n / (1 - keep_previous - anchor_share)``
+    examples, ``keep_previous`` of them drawn (without replacement) from ``previous`` and
+    ``anchor_share`` from ``anchor`` (fewer when a source is smaller). With no new examples,
+    all of ``previous`` is replayed (plus its ``anchor_share`` of anchor examples), so a
+    round that finds nothing still rehearses what earlier rounds found.
+
+    Parameters:
+        new: this round's ``(prompt, completion)`` examples.
+        previous: earlier rounds' examples.
+        anchor: anchor examples (e.g. the data the policy was first trained on).
+        keep_previous, anchor_share: shares in ``[0, 1)`` with a sum below 1.
+        rng: draws the replayed examples.
+
+    Returns:
+        ``(mix, replayed, anchored)``: ``new`` followed by the replayed examples, and how
+        many of those came from ``previous`` and from ``anchor``.
+
+    Raises:
+        ValueError: shares out of range.
+    """
+    if not (0 <= keep_previous < 1 and 0 <= anchor_share < 1
+            and keep_previous + anchor_share < 1):
+        raise ValueError(f"need 0 <= keep_previous, anchor_share and keep_previous + "
+                         f"anchor_share < 1, got {keep_previous}, {anchor_share}")
+    mix = list(new)
+    if new:
+        total = len(new) / (1 - keep_previous - anchor_share)
+        want_prev = round(total * keep_previous)
+    else:
+        want_prev = len(previous) if keep_previous > 0 else 0
+        total = want_prev / (1 - anchor_share)
+    want_anchor = round(total * anchor_share)
+    prev = rng.sample(list(previous), min(len(previous), want_prev))
+    anch = rng.sample(list(anchor), min(len(anchor), want_anchor))
+    return mix + prev + anch, len(prev), len(anch)
+
+
 class ReSTTrainer:
     """Rounds of ReST / expert iteration.
 
@@ -120,13 +169,16 @@ class ReSTTrainer:
         config: a :class:`ReSTConfig`.
         engine: the search engine (default: an Engine over a copy of ``model``); it gets the
             new weights after each round.
+        anchor_examples: ``[(prompt, completion), ...]`` replayed at ``config.anchor_share``
+            of every round's mix (typically the data the policy was first trained on).
 
     Attributes:
         buffer: ``[(round, prompt, completion), ...]``, every solution kept so far.
     """
 
     def __init__(self, model: Any, tokenizer: Any, task: Any, config: ReSTConfig | None = None,
-                 *, engine: Any = None) -> None:
+                 *, engine: Any = None,
+                 anchor_examples: Sequence[tuple[str, str]] | None = None) -> None:
         config = ReSTConfig() if config is None else config
         if not isinstance(config, ReSTConfig):
             raise TypeError(f"config must be a ReSTConfig, got {type(config).__name__}")
@@ -136,6 +188,10 @@ class ReSTTrainer:
         self.config = config
         self.engine = engine if engine is not None else engine_for(model, tokenizer)
         self.buffer: list[tuple[int, str, str]] = []
+        self.anchor_examples = [(str(p), str(c)) for p, c in (anchor_examples or [])]
+        if config.anchor_share > 0 and not self.anchor_examples:
+            raise ValueError("config.anchor_share > 0 needs anchor_examples (the data to "
+                             "replay); pass them or set anchor_share=0")
 
     def state_dict(self) -> dict[str, Any]:
         """The data buffer (the policy is saved by the caller; SFT optimizers are per round)."""
@@ -185,24 +241,34 @@ class ReSTTrainer:
         results = Search(make_search_algorithm(cfg), sps, gen, ev).run()
         return results, gen.stats
 
-    def round(self, problems: Sequence[Any], round_index: int) -> dict[str, float]:
+    def round(self, problems: Sequence[Any], round_index: int, *,
+              sft_steps: int | None = None) -> dict[str, float]:
         """One ReST round on ``problems`` (see the module docstring).
+
+        Parameters:
+            problems: the round's training problems (only the verifier judges them).
+            round_index: 0-based; seeds the search, the data mix and the SFT run.
+            sft_steps: train exactly this many SFT steps (e.g. to match another arm's
+                compute); default ``sft.max_steps`` capped by ``max_epochs``.
 
         Returns:
             Metrics: ``greedy_solved``, ``searched``, ``search_solved``, ``new_examples``,
-            ``train_examples``, ``sft_steps``, ``sft_loss``, ``generated_tokens``,
-            ``search_seconds``, ``sft_seconds``.
+            ``train_examples``, ``replayed_examples``, ``anchor_examples``, ``sft_steps``,
+            ``sft_loss``, ``generated_tokens``, ``search_seconds``, ``sft_seconds``.
 
         Raises:
-            ValueError: no problems.
+            ValueError: no problems, or ``sft_steps`` below 1.
         """
         if len(problems) == 0:
             raise ValueError("a ReST round needs problems")
+        if sft_steps is not None and sft_steps < 1:
+            raise ValueError(f"sft_steps must be >= 1 or None, got {sft_steps}")
         cfg = self.config
         t0 = time.perf_counter()
         self.engine.flush_cache()
         greedy, gen_tokens = self.greedy_solutions(problems)
-        targets = [i for i, g in enumerate(greedy) if g is None or not cfg.only_failed]
+        targets = [] if not cfg.use_search else [
+            i for i, g in enumerate(greedy) if g is None or not cfg.only_failed]
         new: list[tuple[str, str]] = []
         solved = 0
         if targets:
@@ -216,7 +282,7 @@ class ReSTTrainer:
             for p, s in zip(sub, sols):
                 solved += bool(s)
                 new += [(self.task.prompt(p), t) for t in s]
-        if cfg.include_greedy:
+        if cfg.include_greedy or not cfg.use_search:
             covered = {self.task.prompt(problems[i]) for i in targets}
             for p, g in zip(problems, greedy):
                 if g is not None and self.task.prompt(p) not in covered:
@@ -224,11 +290,9 @@ class ReSTTrainer:
         search_s = time.perf_counter() - t0
         rng = random.Random(f"rest-mix:{cfg.seed}:{round_index}")
         old = [(p, c) for r, p, c in self.buffer if r < round_index]
-        mix = list(new)
-        if old and cfg.keep_previous > 0:
-            want = round(len(new) * cfg.keep_previous / (1 - cfg.keep_previous)) if new \
-                else len(old)
-            mix += rng.sample(old, min(len(old), want))
+        mix, n_prev, n_anchor = mix_round_data(
+            new, old, self.anchor_examples, keep_previous=cfg.keep_previous,
+            anchor_share=cfg.anchor_share, rng=rng)
         self.buffer += [(round_index, p, c) for p, c in new]
         metrics = {
             "greedy_solved": float(sum(g is not None for g in greedy)),
@@ -236,6 +300,8 @@ class ReSTTrainer:
             "search_solved": float(solved),
             "new_examples": float(len(new)),
             "train_examples": float(len(mix)),
+            "replayed_examples": float(n_prev),
+            "anchor_examples": float(n_anchor),
             "generated_tokens": float(gen_tokens),
             "search_seconds": search_s,
             "sft_steps": 0.0,
@@ -243,9 +309,20 @@ class ReSTTrainer:
             "sft_seconds": 0.0,
         }
         if mix:
-            sft_cfg = dataclasses.replace(cfg.sft, seed=cfg.sft.seed + round_index)
+            steps = sft_steps if sft_steps is not None else self._round_steps(len(mix))
+            sft_cfg = dataclasses.replace(cfg.sft, seed=cfg.sft.seed + round_index,
+                                          max_steps=steps)
             res = train_sft(self.model, self.tokenizer, mix, sft_cfg)
             metrics.update(sft_steps=float(res.steps), sft_seconds=res.seconds,
                            sft_loss=sum(res.losses[-10:]) / max(1, len(res.losses[-10:])))
             self.engine.load_weights(self.model)
         return metrics
+
+    def _round_steps(self, n_examples: int) -> int:
+        """``sft.max_steps``, capped at ``max_epochs`` passes over ``n_examples``."""
+        cfg = self.config
+        steps = int(cfg.sft.max_steps)
+        if cfg.max_epochs is not None:
+            per_step = cfg.sft.batch_size * cfg.sft.grad_accum_steps
+            steps = min(steps, max(1, math.ceil(cfg.max_epochs * n_examples / per_step)))
+        return steps

@@ -41,6 +41,16 @@ class ReSTConfig:
     min_reward: float = _f(1.0, "a solution is kept when its verifier reward reaches this")
     keep_previous: float = _f(
         0.5, "share of the SFT mix drawn from earlier rounds' data (0: this round only)")
+    anchor_share: float = _f(
+        0.0, "share of the SFT mix drawn from the trainer's anchor examples (e.g. the data "
+        "the policy was first trained on), which keeps it from forgetting what it knew; "
+        "keep_previous + anchor_share must stay below 1")
+    use_search: bool = _f(
+        True, "False: no search, a round keeps only the verified greedy solutions (expert "
+        "iteration without search: the control that shows what search adds)")
+    max_epochs: float | None = _f(
+        None, "cap a round's SFT at this many passes over its mix (a round that finds little "
+        "data then trains briefly instead of over-fitting it); None: always sft.max_steps")
     sft: SFTConfig = dataclasses.field(
         default_factory=lambda: SFTConfig(learning_rate=1e-3, warmup_steps=10, max_steps=150,
                                           batch_size=64, max_length=256, progress=False),
@@ -69,10 +79,21 @@ class ReSTConfig:
             raise ValueError("max_solutions_per_problem must be >= 1")
         if not 0 <= self.keep_previous < 1:
             raise ValueError(f"keep_previous must be in [0, 1), got {self.keep_previous}")
+        if not 0 <= self.anchor_share < 1:
+            raise ValueError(f"anchor_share must be in [0, 1), got {self.anchor_share}")
+        if self.keep_previous + self.anchor_share >= 1:
+            raise ValueError(f"keep_previous + anchor_share = "
+                             f"{self.keep_previous + self.anchor_share} leaves no room for the "
+                             "round's new data; make their sum < 1")
+        if self.max_epochs is not None and not self.max_epochs > 0:
+            raise ValueError(f"max_epochs must be > 0 or None, got {self.max_epochs}")
         if not isinstance(self.sft, SFTConfig):
             raise TypeError(f"sft must be an SFTConfig, got {type(self.sft).__name__}")
         if self.sft.max_steps is None:
             raise ValueError("sft.max_steps must be set: a round trains a fixed number of steps "
                              "so rounds and controls spend equal compute")
+        if self.max_epochs is not None and self.sft.batch_tokens is not None:
+            raise ValueError("max_epochs counts batches of sft.batch_size examples; set "
+                             "sft.batch_tokens=None or max_epochs=None")
         if self.sft.output_dir is not None:
             raise ValueError("sft.output_dir must be None: the loop writes the checkpoints")
