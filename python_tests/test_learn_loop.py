@@ -309,3 +309,36 @@ def test_trainers_reject_bad_input(tiny) -> None:
         SearchLearnLoop(model, tok, ScriptedTask(), [])
     assert encode_prompt(tok, "q1:")  # the scripted prompts encode to tokens
     assert dataclasses.is_dataclass(LoopConfig())
+
+
+# ------------------------------------------------------------------------ ReST data mixing
+def test_mix_round_data_counts_by_hand():
+    import random
+
+    from o1search.learn import mix_round_data
+
+    new = [(f"n{i}", "c") for i in range(50)]
+    prev = [(f"p{i}", "c") for i in range(100)]
+    anchor = [(f"a{i}", "c") for i in range(10)]
+    # 50 new at shares 0.3 / 0.2: total 50 / 0.5 = 100 -> 30 replayed, 20 anchor wanted but
+    # only 10 exist.
+    mix, replayed, anchored = mix_round_data(new, prev, anchor, keep_previous=0.3,
+                                             anchor_share=0.2, rng=random.Random(0))
+    assert (replayed, anchored) == (30, 10)
+    assert mix[:50] == new and len(mix) == 90
+    assert set(mix[50:80]) <= set(prev) and len(set(mix[50:80])) == 30  # without replacement
+    assert set(mix[80:]) == set(anchor)
+    # No new examples: all of previous is rehearsed, plus its anchor share.
+    mix, replayed, anchored = mix_round_data([], prev[:8], anchor, keep_previous=0.5,
+                                             anchor_share=0.2, rng=random.Random(0))
+    assert (replayed, anchored) == (8, 2) and len(mix) == 10
+    with pytest.raises(ValueError, match="keep_previous"):
+        mix_round_data(new, prev, anchor, keep_previous=0.6, anchor_share=0.4,
+                       rng=random.Random(0))
+
+
+def test_rest_config_new_fields_are_checked():
+    with pytest.raises(ValueError):
+        ReSTConfig(keep_previous=0.7, anchor_share=0.4)
+    with pytest.raises(ValueError):
+        ReSTConfig(max_epochs=0)
