@@ -10,11 +10,12 @@ logits.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from o1search._tokens import as_token_ids
 
 __all__ = ["SamplingParams", "StopRule", "sample_tokens", "uniform_noise"]
 
@@ -91,19 +92,7 @@ class StopRule:
     def __post_init__(self) -> None:
         d = self.step_delimiter
         if d is not None and not isinstance(d, str):
-            try:
-                items = list(d)
-            except TypeError:
-                raise TypeError(f"StopRule.step_delimiter must be a string, a sequence of "
-                                f"token ids or None, got {type(d).__name__}") from None
-            ids = []
-            for x in items:
-                if isinstance(x, bool) or not hasattr(type(x), "__index__"):
-                    raise TypeError(f"StopRule.step_delimiter token ids must be ints, got {x!r}")
-                if operator.index(x) < 0:
-                    raise ValueError(f"StopRule.step_delimiter token ids must be >= 0, got {x}")
-                ids.append(operator.index(x))
-            ids = tuple(ids)
+            ids = as_token_ids(d, "StopRule.step_delimiter")
             if not ids:
                 raise ValueError("StopRule.step_delimiter must not be empty (use None)")
             object.__setattr__(self, "step_delimiter", ids)
