@@ -16,7 +16,9 @@ length ``L``), guided by
 
 Acceptance question: does beam or MCTS reach best-of-N's accuracy with at most a quarter of
 its generated tokens? For every best-of-N row the report gives the cheapest beam/MCTS row
-at least as accurate and the token ratio, and says whether the target was met.
+at least as accurate and the token ratio, and says whether the target was met. Beam and MCTS
+also run at extra budgets between best-of-N's (``--search-budget-multiples``, default
+3,5,6,10,12 L), so the ratio is read at a finer grid rather than at powers of two only.
 
 Usage:
     python benchmarks/bench_search.py --quick                  # ~2 minutes on 2 cores
@@ -55,6 +57,10 @@ def parse_args(argv=None):
     ap.add_argument("--problems", type=int, default=200, help="held-out test problems")
     ap.add_argument("--budget-multiples", default="1,2,4,8,16",
                     help="budgets in units of the mean greedy completion length L")
+    ap.add_argument("--search-budget-multiples", default="3,5,6,10,12",
+                    help="extra budgets (units of L) for the step-level searches only, so "
+                    "the token ratio against best-of-N's budgets is resolved between them "
+                    "(\"\" for none)")
     ap.add_argument("--temperature", type=float, default=0.7,
                     help="sampling temperature of every sampling method")
     ap.add_argument("--lookahead", action="store_true", help="also run lookahead search")
@@ -76,6 +82,10 @@ def parse_args(argv=None):
             else args.budget_multiples
         args.prm_train_problems, args.prm_rollouts, args.prm_epochs = 96, 2, 3.0
     args.multiples = [float(x) for x in args.budget_multiples.split(",")]
+    args.search_multiples = [float(x) for x in args.search_budget_multiples.split(",")
+                             if x.strip()]
+    if args.quick:
+        args.search_multiples = args.search_multiples[:2]
     return args
 
 
@@ -190,6 +200,8 @@ def main(argv=None) -> dict:
     greedy = ev.run_method("greedy", gen, None, task, sps, token_budget=None)
     L = max(1.0, greedy.mean_generated_tokens)
     budgets = sorted({max(1, int(round(m * L))) for m in args.multiples})
+    search_budgets = sorted({max(1, int(round(m * L))) for m in args.search_multiples}
+                            - set(budgets))
     sampling = SamplingConfig(temperature=args.temperature)
 
     kinds = ["verifier", "prm"] if args.evaluator == "both" else [args.evaluator]
@@ -201,6 +213,7 @@ def main(argv=None) -> dict:
         "problems": len(sps),
         "completion_tokens_L": round(L, 2),
         "budgets": budgets,
+        "search_only_budgets": search_budgets,
         "temperature": args.temperature,
         "greedy": greedy.row(),
         "evaluators": {},
@@ -230,6 +243,14 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         rows = ev.compare_methods(gen, evaluator, task, sps, methods, budgets,
                                   completion_tokens=L, progress=sys.stderr.isatty())
+        if search_budgets:
+            # Beam / MCTS also at budgets between best-of-N's: the acceptance ratio is read
+            # off the cheapest search row that matches a best-of-N row.
+            extra = [m for m in methods if m.method in SEARCH_METHODS]
+            rows += ev.compare_methods(gen, evaluator, task, sps, extra, search_budgets,
+                                       completion_tokens=L, progress=sys.stderr.isatty())
+            order = {m.name: i for i, m in enumerate(methods)}
+            rows.sort(key=lambda r: (order.get(r["method"], -1), r["budget"] or 0))
         rows.insert(0, {**greedy.row(), "config": None})
         for r in rows:
             r.pop("correct", None)
