@@ -9,6 +9,10 @@
 #include <limits>
 #include <mutex>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "o1search/error.h"
 
 #if defined(_MSC_VER)
@@ -120,6 +124,7 @@ struct SearchTree::Impl {
   std::vector<int32_t> arena;  // token pool; pruned nodes' spans stay as garbage until to_bytes
   int64_t live = 0;
   double lo = kInf, hi = -kInf;  // min / max of backed-up values
+  int32_t max_depth = 0, max_kids = 0;  // high-water marks (cost estimates for callers)
 
   // Scratch buffers reused across calls so the hot paths do not allocate. Inputs are copied
   // here during validation so each caller element is read exactly once.
@@ -185,6 +190,7 @@ struct SearchTree::Impl {
     for (auto* v : {&prior, &wsum, &reward, &s_vals}) v->clear();
     flags.clear();
     live = 0;
+    max_depth = max_kids = 0;
     lo = kInf;
     hi = -kInf;
   }
@@ -215,6 +221,7 @@ struct SearchTree::Impl {
   // Appends a node slot with every field at its "fresh" value; caller links it.
   int32_t NewSlot(int32_t par, int32_t dep, int64_t off, int32_t len, double p) {
     const int32_t id = static_cast<int32_t>(flags.size());
+    max_depth = std::max(max_depth, dep);
     parent.push_back(par);
     first_child.push_back(-1);
     last_child.push_back(-1);
@@ -239,7 +246,7 @@ struct SearchTree::Impl {
     else
       next_sib[last_child[p]] = c;
     last_child[p] = c;
-    ++num_kids[p];
+    max_kids = std::max(max_kids, ++num_kids[p]);
   }
 
   // Validates a node id (the common case inline; the throwing path out of line).
@@ -325,6 +332,15 @@ void SearchTree::Swap(SearchTree& other) noexcept { impl_.swap(other.impl_); }
 std::vector<int32_t> SearchTree::AddChildren(const int32_t* parents, int64_t num_children,
                                              const int32_t* tokens, int64_t num_tokens,
                                              const int32_t* lengths, const double* priors) {
+  const int32_t first = AppendChildren(parents, num_children, tokens, num_tokens, lengths, priors);
+  std::vector<int32_t> ids(num_children);
+  for (int64_t i = 0; i < num_children; ++i) ids[i] = first + static_cast<int32_t>(i);
+  return ids;
+}
+
+int32_t SearchTree::AppendChildren(const int32_t* parents, int64_t num_children,
+                                   const int32_t* tokens, int64_t num_tokens,
+                                   const int32_t* lengths, const double* priors) {
   Impl& t = *impl_;
   const char* what = "add_children";
   O1_CHECK(num_children >= 0 && num_tokens >= 0, std::invalid_argument)
@@ -356,127 +372,225 @@ std::vector<int32_t> SearchTree::AddChildren(const int32_t* parents, int64_t num
   const int64_t base = static_cast<int64_t>(t.arena.size());
   O1_CHECK(num_tokens <= kMaxArena - base, std::length_error) << what << ": token arena full";
   t.Reserve(t.slots() + num_children);
-  // Pass 2: tokens into the arena, rolled back if one is invalid.
+  // Pass 2: tokens into the arena (one read of the caller's data), then checked there: a
+  // copy and an OR over the copy are cheaper than a test per token. Rolled back if invalid.
   t.arena.resize(base + num_tokens);
-  for (int64_t i = 0; i < num_tokens; ++i) {
-    const int32_t tok = tokens[i];
-    if (tok < 0) {
-      t.arena.resize(base);
-      O1_CHECK(false, std::invalid_argument)
-          << what << ": token " << tok << " at index " << i << " is negative";
-    }
-    t.arena[base + i] = tok;
+  int32_t* dst = t.arena.data() + base;
+  if (num_tokens > 0) std::memcpy(dst, tokens, static_cast<size_t>(num_tokens) * sizeof(int32_t));
+  int32_t any = 0;
+  for (int64_t i = 0; i < num_tokens; ++i) any |= dst[i];
+  if (any < 0) {
+    int64_t bad = 0;
+    while (dst[bad] >= 0) ++bad;
+    const int32_t tok = dst[bad];
+    t.arena.resize(base);
+    O1_CHECK(false, std::invalid_argument)
+        << what << ": token " << tok << " at index " << bad << " is negative";
   }
   // Pass 3: nodes (no allocation can fail now: capacity reserved above). Grow every array
   // once, then fill by index: cheaper than one push_back per field per child.
-  std::vector<int32_t> ids(num_children);
   const int32_t first_id = static_cast<int32_t>(t.slots());
   t.Resize(first_id + num_children);
+  // Local pointers: a store through uint8_t* (flags) may alias anything, so indexing the
+  // vectors directly would reload every data pointer after each flag write.
+  int32_t* parent = t.parent.data();
+  int32_t* depth = t.depth.data();
+  int32_t* first = t.first_child.data();
+  int32_t* last = t.last_child.data();
+  int32_t* next = t.next_sib.data();
+  int32_t* kids = t.num_kids.data();
+  int32_t* open_kids = t.open_kids.data();
+  int32_t* tok_len = t.tok_len.data();
+  int64_t* tok_off = t.tok_off.data();
+  double* prior = t.prior.data();
+  uint8_t* flags = t.flags.data();
+  const int32_t* s_par = t.s_ids.data();
+  const int32_t* s_len = t.s_lens.data();
+  const double* s_pri = t.s_vals.data();
+  int32_t max_depth = t.max_depth, max_kids = t.max_kids;
   int64_t off = base;
   for (int64_t i = 0; i < num_children; ++i) {
-    const int32_t p = t.s_ids[i];
+    const int32_t p = s_par[i];
     const int32_t id = first_id + static_cast<int32_t>(i);
-    t.parent[id] = p;
-    t.depth[id] = t.depth[p] + 1;
-    t.tok_off[id] = off;
-    t.tok_len[id] = t.s_lens[i];
-    t.prior[id] = t.s_vals[i];
-    t.flags[id] = kLive;
-    off += t.s_lens[i];
-    t.Link(p, id);
-    t.flags[id] |= kOpen;
-    ++t.open_kids[p];
-    t.UpdateOpen(p);
-    ids[i] = id;
+    parent[id] = p;
+    const int32_t d = depth[p] + 1;
+    depth[id] = d;
+    max_depth = std::max(max_depth, d);
+    tok_off[id] = off;
+    tok_len[id] = s_len[i];
+    prior[id] = s_pri[i];
+    flags[id] = kLive | kOpen;  // a new leaf is open
+    off += s_len[i];
+    // Link at the end of p's child list (ids ascend, so the list stays in id order).
+    if (last[p] < 0)
+      first[p] = id;
+    else
+      next[last[p]] = id;
+    last[p] = id;
+    max_kids = std::max(max_kids, ++kids[p]);
+    ++open_kids[p];
+    // Siblings usually come in runs with the same parent: one open-flag update per run
+    // (after its last child) gives the same state as one per child.
+    if (i + 1 == num_children || s_par[i + 1] != p) t.UpdateOpen(p);
   }
+  t.max_depth = max_depth;
+  t.max_kids = max_kids;
   t.live += num_children;
-  return ids;
+  return first_id;
 }
 
 std::vector<int32_t> SearchTree::Select(int64_t num, const SelectOptions& o) {
+  const int64_t cap = std::max<int64_t>(0, std::min(num, impl_->live));
+  std::vector<int32_t> out(static_cast<size_t>(cap));
+  out.resize(static_cast<size_t>(Select(num, o, out.data(), cap)));
+  return out;
+}
+
+template <bool kNorm>
+static inline int32_t DescendPuct(int32_t n, double c_puct, double vl, double lo, double span,
+                                  const int32_t* first, const int32_t* next,
+                                  const int64_t* visits, const double* prior, const double* wsum,
+                                  const uint8_t* flags, int32_t* vlc) {
+  while (first[n] >= 0) {
+    const double sq = std::sqrt(std::max(static_cast<double>(visits[n] + vlc[n]), 1.0));
+    // The pending selection is added on the way down: the children's scores read only their
+    // own counts and sq above already read this one, so this equals adding it afterwards and
+    // saves a second walk up the path.
+    ++vlc[n];
+    int32_t best = -1;
+    double best_score = 0.0;
+    for (int32_t c = first[n]; c >= 0; c = next[c]) {
+      if (!(flags[c] & kOpen)) continue;
+      const int32_t v = vlc[c];
+      const int64_t ne = visits[c] + v;
+      const double ned = static_cast<double>(ne);
+      // Same operations, in the same order, as the reference model: identical rounding, so
+      // identical picks and tie-breaks.
+      const double qn = wsum[c] - vl * v;
+      const double un = c_puct * prior[c] * sq;
+      double qd, u;
+#if defined(__SSE2__)
+      // The two divisions bound the loop's throughput; one packed division computes both
+      // (each lane is an ordinary IEEE division, so the results are bit-identical).
+      const __m128d r = _mm_div_pd(_mm_set_pd(un, qn), _mm_set_pd(1.0 + ned, ned));
+      qd = _mm_cvtsd_f64(r);
+      u = _mm_cvtsd_f64(_mm_unpackhi_pd(r, r));
+#else
+      qd = qn / ned;
+      u = un / (1.0 + ned);
+#endif
+      double q = 0.0;  // qd is NaN / inf when ne == 0, and unused then
+      if (ne > 0) {
+        q = qd;
+        if (kNorm) q = (q - lo) / span;
+      }
+      const double s = q + u;
+      if (best < 0 || s > best_score) {
+        best = c;
+        best_score = s;
+      }
+    }
+    O1_ICHECK(best >= 0) << "open node " << n << " has no open child";
+    n = best;
+  }
+  ++vlc[n];
+  return n;
+}
+
+int64_t SearchTree::Select(int64_t num, const SelectOptions& o, int32_t* out, int64_t capacity) {
   Impl& t = *impl_;
   O1_CHECK(num >= 0, std::invalid_argument) << "select: num must be >= 0, got " << num;
   O1_CHECK(std::isfinite(o.c_puct) && o.c_puct >= 0, std::invalid_argument)
       << "select: c_puct must be finite and >= 0, got " << o.c_puct;
   O1_CHECK(std::isfinite(o.virtual_loss) && o.virtual_loss >= 0, std::invalid_argument)
       << "select: virtual_loss must be finite and >= 0, got " << o.virtual_loss;
-  std::vector<int32_t> out;
-  out.reserve(static_cast<size_t>(std::min<int64_t>(num, t.live)));
   const bool norm = o.min_max && t.hi > t.lo;
   const double lo = t.lo, span = t.hi - t.lo;
   const double c_puct = o.c_puct, vl = o.virtual_loss;
   // Raw pointers: the vectors do not change size inside the loop.
   const int32_t* first = t.first_child.data();
   const int32_t* next = t.next_sib.data();
-  const int32_t* par = t.parent.data();
   const int64_t* visits = t.visits.data();
   const double* prior = t.prior.data();
   const double* wsum = t.wsum.data();
   const uint8_t* flags = t.flags.data();
   int32_t* vlc = t.vlc.data();
-  for (int64_t k = 0; k < num; ++k) {
-    if (!(flags[0] & kOpen)) break;
-    int32_t n = 0;
-    while (first[n] >= 0) {
-      const double sq = std::sqrt(std::max(static_cast<double>(visits[n] + vlc[n]), 1.0));
-      int32_t best = -1;
-      double best_score = 0.0;
-      for (int32_t c = first[n]; c >= 0; c = next[c]) {
-        if (!(flags[c] & kOpen)) continue;
-        const int64_t ne = visits[c] + vlc[c];
-        double q = 0.0;
-        if (ne > 0) {
-          q = (wsum[c] - vl * vlc[c]) / static_cast<double>(ne);
-          if (norm) q = (q - lo) / span;
-        }
-        const double u = c_puct * prior[c] * sq / (1.0 + static_cast<double>(ne));
-        const double s = q + u;
-        if (best < 0 || s > best_score) {
-          best = c;
-          best_score = s;
-        }
-      }
-      O1_ICHECK(best >= 0) << "open node " << n << " has no open child";
-      n = best;
-    }
-    for (int32_t x = n; x >= 0; x = par[x]) ++vlc[x];
+  const int64_t limit = std::min(num, std::max<int64_t>(capacity, 0));
+  int64_t k = 0;
+  for (; k < limit && (flags[0] & kOpen); ++k) {
+    const int32_t n =
+        norm ? DescendPuct<true>(0, c_puct, vl, lo, span, first, next, visits, prior, wsum, flags, vlc)
+             : DescendPuct<false>(0, c_puct, vl, lo, span, first, next, visits, prior, wsum, flags,
+                                  vlc);
     t.flags[n] |= kInFlight;
     t.UpdateOpen(n);
-    out.push_back(n);
+    out[k] = n;
   }
-  return out;
+  return k;
 }
 
 void SearchTree::Backup(const int32_t* nodes, const double* values, int64_t n) {
   Impl& t = *impl_;
   t.CopyIds(nodes, n, "backup");
   t.CopyFinite(values, n, "backup");
-  int32_t* par = t.parent.data();
+  const int32_t* ids = t.s_ids.data();
+  const double* vals = t.s_vals.data();
+  const int32_t* par = t.parent.data();
   int64_t* visits = t.visits.data();
   double* wsum = t.wsum.data();
   int32_t* vlc = t.vlc.data();
   uint8_t* flags = t.flags.data();
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = t.s_vals[i];
-    // Two loops: below the nearest in-flight node only the statistics change; from it up to
-    // the root its pending selection is also removed.
-    int32_t x = t.s_ids[i];
-    for (; x >= 0 && !(flags[x] & kInFlight); x = par[x]) {
+  // Entries come in runs of siblings (every new child of an expanded leaf is backed up), and
+  // siblings share the whole path above their parent. A run is walked once, node by node,
+  // applying the entries in order at each node: each node sees the same operations in the
+  // same order as with one walk per entry (same sums bit for bit, same in-flight owner found
+  // by each entry), at a fraction of the pointer chasing.
+  constexpr int64_t kMaxRun = 64;
+  int32_t owner[kMaxRun];
+  for (int64_t i = 0; i < n;) {
+    const int32_t p = par[ids[i]];
+    int64_t j = i + 1;
+    if (p >= 0)
+      while (j < n && j - i < kMaxRun && par[ids[j]] == p) ++j;
+    const int64_t r = j - i;
+    // The entries' own nodes (distinct or repeated), in entry order.
+    for (int64_t e = 0; e < r; ++e) {
+      const int32_t x = ids[i + e];
+      const double v = vals[i + e];
       ++visits[x];
       wsum[x] += v;
-    }
-    if (x >= 0) {
-      const int32_t owner = x;
-      flags[owner] &= ~kInFlight;
-      for (; x >= 0; x = par[x]) {
-        ++visits[x];
-        wsum[x] += v;
+      owner[e] = -1;
+      if (flags[x] & kInFlight) {
+        flags[x] &= static_cast<uint8_t>(~kInFlight);
+        owner[e] = x;
         --vlc[x];
       }
-      t.UpdateOpen(owner);
+      t.lo = std::min(t.lo, v);
+      t.hi = std::max(t.hi, v);
     }
-    t.lo = std::min(t.lo, v);
-    t.hi = std::max(t.hi, v);
+    // The shared path from the parent to the root.
+    for (int32_t x = p; x >= 0; x = par[x]) {
+      double w = wsum[x];
+      int32_t dec = 0;
+      for (int64_t e = 0; e < r; ++e) {
+        w += vals[i + e];
+        if (owner[e] >= 0) {
+          ++dec;
+        } else if (flags[x] & kInFlight) {
+          flags[x] &= static_cast<uint8_t>(~kInFlight);
+          owner[e] = x;
+          ++dec;
+        }
+      }
+      wsum[x] = w;
+      visits[x] += r;
+      vlc[x] -= dec;
+    }
+    // Open flags last: they depend only on the flags and structure, and nothing above
+    // reads them.
+    for (int64_t e = 0; e < r; ++e)
+      if (owner[e] >= 0) t.UpdateOpen(owner[e]);
+    i = j;
   }
 }
 
@@ -596,6 +710,12 @@ int32_t SearchTree::NumChildren(int32_t node) const {
   return impl_->num_kids[impl_->Live(node, "num_children")];
 }
 int32_t SearchTree::Depth(int32_t node) const { return impl_->depth[impl_->Live(node, "depth")]; }
+void SearchTree::Depths(const int32_t* nodes, int64_t n, int32_t* out) const {
+  const Impl& t = *impl_;
+  O1_CHECK(n >= 0, std::invalid_argument) << "depth: negative count";
+  // One pass, each id read once (the caller's array may change under a released GIL).
+  for (int64_t i = 0; i < n; ++i) out[i] = t.depth[t.Live(nodes[i], "depth")];
+}
 int64_t SearchTree::Visits(int32_t node) const {
   return impl_->visits[impl_->Live(node, "visits")];
 }
@@ -656,6 +776,8 @@ bool SearchTree::Contains(int64_t id) const {
   return id >= 0 && id < impl_->slots() && (impl_->flags[id] & kLive);
 }
 double SearchTree::MinValue() const { return impl_->lo; }
+int32_t SearchTree::MaxDepthBound() const { return impl_->max_depth; }
+int32_t SearchTree::MaxChildrenBound() const { return impl_->max_kids; }
 double SearchTree::MaxValue() const { return impl_->hi; }
 
 void SearchTree::Check() const {

@@ -31,6 +31,9 @@ class SearchTree:
         lengths: npt.ArrayLike,
         priors: npt.ArrayLike,
     ) -> npt.NDArray[np.int32]: ...
+    def select(
+        self, num: int, *, c_puct: float = 1.25, virtual_loss: float = 1.0, min_max: bool = False
+    ) -> npt.NDArray[np.int32]: ...
     def _select(
         self, num: int, c_puct: float, virtual_loss: float, min_max: bool
     ) -> npt.NDArray[np.int32]: ...

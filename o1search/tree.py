@@ -28,8 +28,9 @@ each new child" work.
 
 Every method validates its input before changing anything; bad input raises ``ValueError``,
 ``IndexError`` (unknown id), ``TypeError`` (wrong kind of data) or ``StaleHandleError``
-(pruned id). Methods that walk or change the tree release the GIL; each tree has its own mutex,
-so trees may be shared between threads.
+(pruned id). Methods that walk or change the tree release the GIL (except when their work is
+bounded to a few microseconds, where releasing it would cost more than the call); each tree has
+its own mutex, so trees may be shared between threads.
 """
 
 from __future__ import annotations
@@ -74,41 +75,10 @@ class SearchTree(_core.SearchTree):
     given an array-like of ids return a NumPy array of the same length.
     """
 
-    def select(
-        self, num: int, *, c_puct: float = 1.25, virtual_loss: float = 1.0, min_max: bool = False
-    ) -> np.ndarray:
-        """Select up to ``num`` distinct leaves to expand (batched PUCT with virtual loss).
-
-        Descends from the root into the open child with the highest score (module docstring),
-        ties to the lowest id. Each selected leaf gets one pending selection on every node of
-        its path and is marked in flight until :meth:`backup` or :meth:`revert_virtual_loss`,
-        so one batch spreads over distinct paths. Terminal and in-flight leaves are never
-        returned; subtrees without open leaves are skipped without being scanned.
-
-        Parameters
-        ----------
-        num : int
-            Maximum number of leaves, >= 0.
-        c_puct : float
-            Exploration weight, finite and >= 0.
-        virtual_loss : float
-            Value subtracted per pending selection when scoring, finite and >= 0.
-        min_max : bool
-            Normalize Q by the min/max of all backed-up values (MuZero style).
-
-        Returns
-        -------
-        np.ndarray[int32], shape [k], k <= num
-            The selected leaves in selection order (empty when nothing is open).
-
-        Raises
-        ------
-        ValueError
-            For ``num < 0`` or a negative / non-finite ``c_puct`` or ``virtual_loss``.
-        TypeError
-            When ``num`` is not an integer.
-        """
-        return self._select(num, c_puct, virtual_loss, min_max)
+    # ``select(num, *, c_puct=1.25, virtual_loss=1.0, min_max=False)`` is inherited from the
+    # native class: it is implemented there as a raw CPython method (documented in
+    # ``help(SearchTree.select)``), because a Python wrapper here cost as much as selecting a
+    # small batch in the MCTS loop.
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> "SearchTree":

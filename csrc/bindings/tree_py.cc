@@ -1,15 +1,18 @@
 // Python binding of o1search::SearchTree (exposed as o1search._core.SearchTree; users get the
 // o1search.SearchTree facade that subclasses it). Each tree carries a mutex: calls that walk
 // or change the tree release the GIL and then take the mutex, so concurrent Python threads
-// serialize on the tree instead of corrupting it. O(1) accessors keep the GIL and take the
-// mutex (safe: no thread ever waits for the GIL while holding a tree mutex).
+// serialize on the tree instead of corrupting it. O(1) accessors, and hot-loop calls whose
+// work is bounded small (see Run), keep the GIL and take the mutex (safe: no thread ever
+// waits for the GIL while holding a tree mutex).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bindings.h"
@@ -41,6 +44,32 @@ auto Unlocked(PyTree& self, F&& f) {
   py::gil_scoped_release nogil;
   std::lock_guard<std::mutex> guard(self.mu);
   return f(self.tree);
+}
+
+// Releasing and re-taking the GIL costs about as much as a whole small batch (~50 ns), so
+// calls whose work is bounded small keep it: Run takes the mutex without waiting (try_lock)
+// and, when `bound(tree)` (an upper bound on the nodes the call touches) is at most
+// kKeepGilWork, runs f with the GIL held (microseconds at most). Otherwise, or when the mutex
+// is busy, it falls back to Unlocked. The mutex is always released before the GIL is waited
+// for, as in Unlocked, so the two locks cannot deadlock.
+constexpr double kKeepGilWork = 1 << 15;
+
+template <typename B, typename F>
+auto Run(PyTree& self, B&& bound, F&& f) {
+  {
+    std::unique_lock<std::mutex> lk(self.mu, std::try_to_lock);
+    if (lk.owns_lock() && bound(static_cast<const SearchTree&>(self.tree)) <= kKeepGilWork)
+      return f(self.tree);
+  }
+  return Unlocked(self, std::forward<F>(f));
+}
+
+// Work bounds for Run, in node visits (as doubles: the products may exceed int64).
+// `n` entries each walking at most one root path.
+auto PathWork(int64_t n) {
+  return [n](const SearchTree& t) {
+    return static_cast<double>(n) * (static_cast<double>(t.MaxDepthBound()) + 2.0);
+  };
 }
 
 // Runs f(tree) with the GIL kept (O(1) work) and the tree's mutex held.
@@ -191,11 +220,58 @@ Span<double> ValueList(py::handle h, const char* what, bool scalar_ok, int64_t n
   return s;
 }
 
-std::vector<int32_t> AddFlat(PyTree& self, const Span<int32_t>& parents, const int32_t* tokens,
+// A fresh 1-D C-contiguous array of n elements, straight from NumPy's C API (through
+// pybind11's table of it): py::array_t's general constructor builds shape and stride vectors
+// and costs about as much as a 16-leaf selection.
+template <typename T>
+py::array_t<T> NewArray(int64_t n) {
+  const auto& api = py::detail::npy_api::get();
+  const Py_intptr_t dims[1] = {static_cast<Py_intptr_t>(n)};
+  PyObject* descr = api.PyArray_DescrFromType_(py::detail::npy_format_descriptor<T>::value);
+  if (descr == nullptr) throw py::error_already_set();
+  // NewFromDescr steals the descriptor reference.
+  PyObject* a = api.PyArray_NewFromDescr_(api.PyArray_Type_, descr, 1, dims, nullptr, nullptr,
+                                         0, nullptr);
+  if (a == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::array_t<T>>(a);
+}
+
+// The new ids are a contiguous range, so the result array is filled here rather than
+// built in the core and handed over through a capsule (which costs more than a small batch).
+py::array_t<int32_t> AddFlat(PyTree& self, const Span<int32_t>& parents, const int32_t* tokens,
                              int64_t ntok, const int32_t* lengths, const double* priors) {
-  return Unlocked(self, [&](SearchTree& t) {
-    return t.AddChildren(parents.data(), parents.size(), tokens, ntok, lengths, priors);
-  });
+  const double work = static_cast<double>(ntok) + 1.0;
+  const auto path = PathWork(parents.size());
+  const int32_t first = Run(
+      self, [&](const SearchTree& t) { return work + path(t); },
+      [&](SearchTree& t) {
+        return t.AppendChildren(parents.data(), parents.size(), tokens, ntok, lengths, priors);
+      });
+  py::array_t<int32_t> out = NewArray<int32_t>(parents.size());
+  int32_t* dst = out.mutable_data();
+  for (int64_t i = 0; i < parents.size(); ++i) dst[i] = first + static_cast<int32_t>(i);
+  return out;
+}
+
+// Select into a NumPy array allocated up front (no capsule-owned vector). Small requests
+// size the array by `num` alone; huge ones by the live node count, an upper bound on the
+// open leaves.
+py::array_t<int32_t> SelectArray(PyTree& self, int64_t num, const SelectOptions& o) {
+  constexpr int64_t kSmall = 4096;
+  int64_t cap = std::max<int64_t>(num, 0);
+  if (cap > kSmall) cap = std::min(cap, Locked(self, [](SearchTree& t) { return t.NumNodes(); }));
+  py::array_t<int32_t> out = NewArray<int32_t>(cap);
+  int32_t* dst = out.mutable_data();
+  // Each pick scans at most MaxChildrenBound children on each of MaxDepthBound + 1 levels.
+  const auto bound = [cap](const SearchTree& t) {
+    return static_cast<double>(cap) * (static_cast<double>(t.MaxDepthBound()) + 1.0) *
+           (static_cast<double>(t.MaxChildrenBound()) + 1.0);
+  };
+  const int64_t got = Run(self, bound, [&](SearchTree& t) { return t.Select(num, o, dst, cap); });
+  if (got == cap) return out;
+  py::array_t<int32_t> shrunk = NewArray<int32_t>(got);
+  std::copy_n(dst, got, shrunk.mutable_data());
+  return shrunk;
 }
 
 // Scalar-or-vector accessor: an int gives a Python scalar, an array-like gives an array.
@@ -287,6 +363,76 @@ py::dict ToDict(PyTree& self) {
   return out;
 }
 
+// ---- select(num, *, c_puct=1.25, virtual_loss=1.0, min_max=False) ---------------------------
+// The public `select` is a plain CPython METH_FASTCALL | METH_KEYWORDS method rather than a
+// pybind11 function behind a Python wrapper: in the MCTS loop (one call per batch of ~16
+// leaves) pybind11's dispatch and keyword matching plus the wrapper's frame cost as much as
+// the selection itself. Argument rules match the wrapper it replaces (and `_select`).
+
+double AsRealArg(PyObject* o, const char* what) {
+  if (PyFloat_CheckExact(o)) return PyFloat_AS_DOUBLE(o);
+  if (PyUnicode_Check(o) || PyBytes_Check(o))
+    throw py::type_error(std::string(what) + ": expected a real number");
+  const double v = PyFloat_AsDouble(o);  // __float__ / __index__, as pybind11's float caster
+  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+
+bool AsBoolArg(PyObject* o, const char* what) {
+  if (o == Py_True) return true;
+  if (o == Py_False) return false;
+  // Like pybind11's bool caster: None, and objects with __bool__ (ints, NumPy bools).
+  if (o == Py_None) return false;
+  PyNumberMethods* nb = Py_TYPE(o)->tp_as_number;
+  if (nb == nullptr || nb->nb_bool == nullptr)
+    throw py::type_error(std::string(what) + ": expected a bool");
+  const int r = nb->nb_bool(o);
+  if (r < 0) throw py::error_already_set();
+  return r != 0;
+}
+
+PyObject* SelectMethod(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                       PyObject* kwnames) {
+  try {
+    PyObject* vals[4] = {nullptr, nullptr, nullptr, nullptr};  // num, c_puct, vl, min_max
+    static const char* const kNames[4] = {"num", "c_puct", "virtual_loss", "min_max"};
+    if (nargs > 1)
+      throw py::type_error("select() takes 1 positional argument but " + std::to_string(nargs) +
+                           " were given");
+    if (nargs == 1) vals[0] = args[0];
+    const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; ++i) {
+      PyObject* key = PyTuple_GET_ITEM(kwnames, i);
+      int slot = -1;
+      for (int j = 0; j < 4 && slot < 0; ++j)
+        if (PyUnicode_CompareWithASCIIString(key, kNames[j]) == 0) slot = j;
+      if (slot < 0)
+        throw py::type_error("select() got an unexpected keyword argument '" +
+                             std::string(py::str(key)) + "'");
+      if (vals[slot] != nullptr)
+        throw py::type_error(std::string("select() got multiple values for argument '") +
+                             kNames[slot] + "'");
+      vals[slot] = args[nargs + i];
+    }
+    if (vals[0] == nullptr)
+      throw py::type_error("select() missing 1 required positional argument: 'num'");
+    PyTree& tree = py::handle(self).cast<PyTree&>();
+    const int64_t k = AsIntScalar(vals[0], "select: num");
+    SelectOptions o;
+    if (vals[1] != nullptr) o.c_puct = AsRealArg(vals[1], "select: c_puct");
+    if (vals[2] != nullptr) o.virtual_loss = AsRealArg(vals[2], "select: virtual_loss");
+    if (vals[3] != nullptr) o.min_max = AsBoolArg(vals[3], "select: min_max");
+    return SelectArray(tree, k, o).release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+    return nullptr;
+  } catch (...) {
+    // The translators registered in module.cc (O1SearchError family, std exceptions).
+    py::detail::try_translate_exceptions();
+    return nullptr;
+  }
+}
+
 constexpr const char* kClassDoc = R"doc(Native search tree over reasoning steps (private; use o1search.SearchTree).)doc";
 
 constexpr const char* kAddChildrenDoc = R"doc(Add children, one per step.
@@ -329,28 +475,42 @@ Raises
 ------
 Same as add_children; also ValueError when sum(lengths) != len(tokens).)doc";
 
-constexpr const char* kSelectDoc = R"doc(Select up to `num` distinct leaves to expand (batched PUCT with virtual loss).
+constexpr const char* kSelectDoc = R"doc(select($self, /, num, *, c_puct=1.25, virtual_loss=1.0, min_max=False)
+--
 
-Descends from the root into the open child with the highest
-Q + c_puct * P * sqrt(max(N_parent + V_parent, 1)) / (1 + N + V), ties to the lowest id, where
-V counts pending selections and Q = (W - virtual_loss * V) / (N + V) (0 when N + V == 0),
-min-max normalized over the backed-up values when `min_max` is true. Each selected leaf gets
-V += 1 along its path and is marked in flight until `backup` or `revert_virtual_loss`.
-Terminal and in-flight leaves are never returned.
+Select up to ``num`` distinct leaves to expand (batched PUCT with virtual loss).
+
+Descends from the root into the open child with the highest score (module docstring),
+ties to the lowest id. Each selected leaf gets one pending selection on every node of
+its path and is marked in flight until :meth:`backup` or :meth:`revert_virtual_loss`,
+so one batch spreads over distinct paths. Terminal and in-flight leaves are never
+returned; subtrees without open leaves are skipped without being scanned.
 
 Parameters
 ----------
-num : int, >= 0
-c_puct, virtual_loss : float, finite, >= 0
+num : int
+    Maximum number of leaves, >= 0.
+c_puct : float
+    Exploration weight, finite and >= 0.
+virtual_loss : float
+    Value subtracted per pending selection when scoring, finite and >= 0.
 min_max : bool
+    Normalize Q by the min/max of all backed-up values (MuZero style).
 
 Returns
 -------
-np.ndarray[int32], shape [k], k <= num (possibly empty).
+np.ndarray[int32], shape [k], k <= num
+    The selected leaves in selection order (empty when nothing is open).
 
 Raises
 ------
-ValueError for num < 0 or a bad c_puct / virtual_loss.)doc";
+ValueError
+    For ``num < 0`` or a negative / non-finite ``c_puct`` or ``virtual_loss``.
+TypeError
+    When ``num`` is not an integer.)doc";
+
+constexpr const char* kPrivateSelectDoc = "select(num, c_puct, virtual_loss, min_max) with "
+                                          "positional arguments only (see select).";
 
 constexpr const char* kBackupDoc = R"doc(Back up values: for each (node, value) in order, add one visit and `value` to the node and
 all its ancestors, and remove the pending selection of the nearest in-flight node on that path
@@ -392,7 +552,8 @@ ancestors. Raises ValueError for the root.)doc";
 }  // namespace
 
 void BindSearchTree(pybind11::module_& m) {
-  py::class_<PyTree>(m, "SearchTree", kClassDoc)
+  py::class_<PyTree> cls(m, "SearchTree", kClassDoc);
+  cls
       .def(py::init([](py::handle root_tokens) {
              Int32View v = AsInt32(root_tokens, "root_tokens", 0, kI32Max);
              return std::make_unique<PyTree>(v);
@@ -421,7 +582,7 @@ void BindSearchTree(pybind11::module_& m) {
               throw py::value_error("add_children: got " + std::to_string(n) + " steps but " +
                                     std::to_string(pr.size()) + " priors");
             auto parents = NodeList(parent, "add_children: parent", n);
-            return ToArray(AddFlat(self, parents, tokens.data(),
+            return (AddFlat(self, parents, tokens.data(),
                                    static_cast<int64_t>(tokens.size()), lengths.data(),
                                    pr.data()));
           },
@@ -437,7 +598,7 @@ void BindSearchTree(pybind11::module_& m) {
               throw py::value_error("add_children_flat: got " + std::to_string(len.size()) +
                                     " lengths but " + std::to_string(pr.size()) + " priors");
             auto par = NodeList(parents, "add_children_flat: parents", len.size());
-            return ToArray(AddFlat(self, par, tok.data(), tok.size(), len.data(), pr.data()));
+            return AddFlat(self, par, tok.data(), tok.size(), len.data(), pr.data());
           },
           py::arg("parents"), py::arg("tokens"), py::arg("lengths"), py::arg("priors"),
           kAddFlatDoc)
@@ -451,16 +612,16 @@ void BindSearchTree(pybind11::module_& m) {
             o.c_puct = c_puct;
             o.virtual_loss = virtual_loss;
             o.min_max = min_max;
-            return ToArray(Unlocked(self, [&](SearchTree& t) { return t.Select(k, o); }));
+            return SelectArray(self, k, o);
           },
-          kSelectDoc)
+          kPrivateSelectDoc)
       .def(
           "backup",
           [](PyTree& self, py::handle nodes, py::handle values) {
             const bool scalar = IsIntScalar(nodes);
             auto ids = NodeList(nodes, "backup: nodes");
             auto vals = ValueList(values, "backup: values", scalar, ids.size());
-            Unlocked(self, [&](SearchTree& t) {
+            Run(self, PathWork(ids.size()), [&](SearchTree& t) {
               t.Backup(ids.data(), vals.data(), ids.size());
               return 0;
             });
@@ -470,7 +631,7 @@ void BindSearchTree(pybind11::module_& m) {
           "revert_virtual_loss",
           [](PyTree& self, py::handle nodes) {
             auto ids = NodeList(nodes, "revert_virtual_loss: nodes");
-            Unlocked(self, [&](SearchTree& t) {
+            Run(self, PathWork(ids.size()), [&](SearchTree& t) {
               t.RevertVirtualLoss(ids.data(), ids.size());
               return 0;
             });
@@ -482,7 +643,7 @@ void BindSearchTree(pybind11::module_& m) {
             const bool scalar = IsIntScalar(nodes);
             auto ids = NodeList(nodes, "set_terminal: node");
             auto vals = ValueList(rewards, "set_terminal: reward", scalar, ids.size());
-            Unlocked(self, [&](SearchTree& t) {
+            Run(self, PathWork(ids.size()), [&](SearchTree& t) {
               t.SetTerminal(ids.data(), vals.data(), ids.size());
               return 0;
             });
@@ -530,8 +691,23 @@ void BindSearchTree(pybind11::module_& m) {
       .def(
           "depth",
           [](PyTree& self, py::handle n) {
-            return Accessor<int32_t>(self, n, "depth",
-                                     [](SearchTree& t, int32_t i) { return t.Depth(i); });
+            if (IsIntScalar(n)) {
+              const int32_t id = AsNodeId(n, "depth");
+              return py::cast(Locked(self, [&](SearchTree& t) { return t.Depth(id); }));
+            }
+            // Batched in the core: the workload asks for the depths of every new child.
+            RequireIdArray(n, "depth");
+            Span<int32_t> ids = IntSpan(n, "depth", std::numeric_limits<int32_t>::min(), kI32Max);
+            py::array_t<int32_t> out = NewArray<int32_t>(ids.size());
+            int32_t* dst = out.mutable_data();
+            const double work = static_cast<double>(ids.size());
+            Run(
+                self, [work](const SearchTree&) { return work; },
+                [&](SearchTree& t) {
+                  t.Depths(ids.data(), ids.size(), dst);
+                  return 0;
+                });
+            return py::object(std::move(out));
           },
           py::arg("node"), "Depth (root 0); int, or int32 array for an array.")
       .def(
@@ -666,6 +842,13 @@ void BindSearchTree(pybind11::module_& m) {
       .def("to_dict", &ToDict,
            "{'root': 0, 'nodes': [{'id', 'parent', 'depth', 'tokens', 'prior', 'visits', "
            "'value', 'reward', 'terminal', 'children'}, ...]} for live nodes in id order.");
+  // The raw `select` (see SelectMethod). The PyMethodDef must outlive the type: static.
+  static PyMethodDef select_def = {
+      "select", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(&SelectMethod)),
+      METH_FASTCALL | METH_KEYWORDS, kSelectDoc};
+  PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &select_def);
+  if (descr == nullptr) throw py::error_already_set();
+  py::setattr(cls, "select", py::reinterpret_steal<py::object>(descr));
 }
 
 }  // namespace o1search::bindings

@@ -82,12 +82,20 @@ class SearchTree {
   std::vector<int32_t> AddChildren(const int32_t* parents, int64_t num_children,
                                    const int32_t* tokens, int64_t num_tokens,
                                    const int32_t* lengths, const double* priors);
+  /// AddChildren without the id vector: the new ids are the contiguous range
+  /// [returned value, returned value + num_children). Same checks and effects.
+  int32_t AppendChildren(const int32_t* parents, int64_t num_children, const int32_t* tokens,
+                         int64_t num_tokens, const int32_t* lengths, const double* priors);
 
   /// Selects up to `num` distinct open leaves by PUCT (see the file comment), applying a
   /// virtual loss along each path and marking each leaf in flight. Returns fewer (possibly
   /// none) when fewer open leaves exist. Throws std::invalid_argument for num < 0 or a
   /// negative / non-finite c_puct or virtual_loss.
   std::vector<int32_t> Select(int64_t num, const SelectOptions& opts);
+  /// Select writing at most `capacity` ids into `out` (selects up to min(num, capacity)
+  /// leaves; capacity >= min(num, NumNodes()) never cuts a selection short); returns how many
+  /// were written. Same checks and effects otherwise.
+  int64_t Select(int64_t num, const SelectOptions& opts, int32_t* out, int64_t capacity);
 
   /// For each i in order: adds one visit and values[i] to nodes[i] and every ancestor, and
   /// removes the pending selection of the nearest in-flight node on that path (nodes[i]
@@ -128,6 +136,9 @@ class SearchTree {
   int32_t NumChildren(int32_t node) const;
   /// Distance from the root (root: 0).
   int32_t Depth(int32_t node) const;
+  /// out[i] = Depth(nodes[i]) for i < n. Throws like Depth at the first bad id (entries of
+  /// `out` before it are then already written).
+  void Depths(const int32_t* nodes, int64_t n, int32_t* out) const;
   int64_t Visits(int32_t node) const;
   /// Mean backed-up value W/N; 0 when unvisited.
   double Value(int32_t node) const;
@@ -151,6 +162,10 @@ class SearchTree {
   int64_t NumSlots() const;
   /// True when `id` names a live node (any int64 accepted).
   bool Contains(int64_t id) const;
+  /// Largest depth / child count any node has ever had (pruning does not lower them): upper
+  /// bounds that let callers estimate the cost of a call before making it.
+  int32_t MaxDepthBound() const;
+  int32_t MaxChildrenBound() const;
   /// Smallest / largest value passed to Backup; +inf / -inf before the first backup.
   double MinValue() const;
   double MaxValue() const;
