@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Sequence
+import random
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ __all__ = [
     "masked_whiten",
     "pad_completions",
     "sample_rollouts",
+    "select_rows",
+    "shuffled_minibatches",
     "token_logprobs",
 ]
 
@@ -267,3 +270,28 @@ def check_finite(x: float, what: str) -> float:
     if not math.isfinite(x):
         raise ValueError(f"{what} is {x}: the update diverged (lower the learning rate)")
     return x
+
+
+def select_rows(batch: TokenBatch, idx: torch.Tensor) -> TokenBatch:
+    """Rows ``idx`` of a TokenBatch, trimmed to their longest sequence and completion."""
+    ids = batch.input_ids[idx]
+    attn = batch.attention_mask[idx]
+    width = int(attn.sum(1).max())
+    cm = batch.completion_mask[idx]
+    tmax = int(cm.sum(1).max())
+    return TokenBatch(ids[:, :width], attn[:, :width], batch.prompt_lens[idx], cm[:, :tmax],
+                      batch.completion_ids[idx][:, :tmax])
+
+
+def shuffled_minibatches(batch: TokenBatch, size: int, epochs: int, rng: random.Random
+                         ) -> Iterator[tuple[torch.Tensor, TokenBatch]]:
+    """``epochs`` passes over the rows of ``batch`` in a fresh ``rng`` order each pass, in
+    minibatches of ``size`` rows: yields ``(row indices [m], rows)`` (PPO / GRPO updates)."""
+    n = batch.input_ids.shape[0]
+    device = batch.input_ids.device
+    for _ in range(epochs):
+        order = list(range(n))
+        rng.shuffle(order)
+        for s in range(0, n, size):
+            idx = torch.tensor(order[s:s + size], device=device)
+            yield idx, select_rows(batch, idx)

@@ -29,6 +29,7 @@ from o1search.learn._common import (
     make_optimizer,
     pad_completions,
     sample_rollouts,
+    shuffled_minibatches,
     token_logprobs,
 )
 from o1search.learn.grpo_config import GRPO_LOSS_TYPES, GRPOConfig
@@ -306,28 +307,23 @@ class GRPOTrainer:
             order_rng = random.Random(derive_seed(cfg.seed, "grpo-order", self.steps))
             model.train()
             try:
-                for _ in range(cfg.num_iterations):
-                    order = list(range(len(rows)))
-                    order_rng.shuffle(order)
-                    for s in range(0, len(order), mb):
-                        idx = torch.tensor(order[s:s + mb], device=device)
-                        sub = _select(batch, idx)
-                        lp, _ = token_logprobs(model, sub)
-                        loss, st = clipped_policy_loss(
-                            lp, old_lp[idx], adv_rows[idx], sub.completion_mask,
-                            epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high,
-                            loss_type=cfg.loss_type, max_len=cfg.max_new_tokens,
-                            ref_logprobs=None if ref_lp is None else ref_lp[idx],
-                            kl_coef=cfg.kl_coef)
-                        self.optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        if cfg.max_grad_norm is not None:
-                            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                        self.optimizer.step()
-                        losses.append(check_finite(float(loss.detach()), "the GRPO loss"))
-                        clip.append(st["clip_frac"])
-                        kls.append(st["kl"])
-                        opt_steps += 1
+                for idx, sub in shuffled_minibatches(batch, mb, cfg.num_iterations, order_rng):
+                    lp, _ = token_logprobs(model, sub)
+                    loss, st = clipped_policy_loss(
+                        lp, old_lp[idx], adv_rows[idx], sub.completion_mask,
+                        epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high,
+                        loss_type=cfg.loss_type, max_len=cfg.max_new_tokens,
+                        ref_logprobs=None if ref_lp is None else ref_lp[idx],
+                        kl_coef=cfg.kl_coef)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.max_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    self.optimizer.step()
+                    losses.append(check_finite(float(loss.detach()), "the GRPO loss"))
+                    clip.append(st["clip_frac"])
+                    kls.append(st["kl"])
+                    opt_steps += 1
             finally:
                 model.eval()
             self.engine.load_weights(model)
@@ -340,16 +336,3 @@ class GRPOTrainer:
             "seconds": time.perf_counter() - start,
         })
         return metrics
-
-
-def _select(batch: Any, idx: torch.Tensor) -> Any:
-    """Rows ``idx`` of a TokenBatch, trimmed to their longest sequence."""
-    from o1search.learn._common import TokenBatch
-
-    ids = batch.input_ids[idx]
-    attn = batch.attention_mask[idx]
-    width = int(attn.sum(1).max())
-    cm = batch.completion_mask[idx]
-    tmax = int(cm.sum(1).max())
-    return TokenBatch(ids[:, :width], attn[:, :width], batch.prompt_lens[idx], cm[:, :tmax],
-                      batch.completion_ids[idx][:, :tmax])

@@ -25,9 +25,10 @@ from o1search.learn._common import (
     masked_whiten,
     pad_completions,
     sample_rollouts,
+    shuffled_minibatches,
     token_logprobs,
 )
-from o1search.learn.grpo import _select, clipped_policy_loss
+from o1search.learn.grpo import clipped_policy_loss
 from o1search.learn.ppo_config import PPOConfig
 
 __all__ = ["PPOTrainer", "ValueHead", "compute_gae", "token_rewards", "value_loss"]
@@ -278,29 +279,24 @@ class PPOTrainer:
             self.value_head.parameters())
         model.train()
         try:
-            for _ in range(cfg.ppo_epochs):
-                order = list(range(len(batch)))
-                order_rng.shuffle(order)
-                for s in range(0, len(order), mb):
-                    idx = torch.tensor(order[s:s + mb], device=device)
-                    sub = _select(batch, idx)
-                    t = sub.completion_mask.shape[1]
-                    lp, v = self._values(sub, model)
-                    p_loss, st = clipped_policy_loss(
-                        lp, old_lp[idx][:, :t], adv[idx][:, :t], sub.completion_mask,
-                        epsilon=cfg.clip_eps, loss_type="token_mean")
-                    v_loss = value_loss(v, old_v[idx][:, :t], returns[idx][:, :t],
-                                        sub.completion_mask, clip=cfg.value_clip)
-                    loss = p_loss + cfg.vf_coef * v_loss
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.max_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    self.optimizer.step()
-                    pl.append(check_finite(float(p_loss.detach()), "the PPO policy loss"))
-                    vl.append(float(v_loss.detach()))
-                    clip.append(st["clip_frac"])
-                    n_opt += 1
+            for idx, sub in shuffled_minibatches(batch, mb, cfg.ppo_epochs, order_rng):
+                t = sub.completion_mask.shape[1]
+                lp, v = self._values(sub, model)
+                p_loss, st = clipped_policy_loss(
+                    lp, old_lp[idx][:, :t], adv[idx][:, :t], sub.completion_mask,
+                    epsilon=cfg.clip_eps, loss_type="token_mean")
+                v_loss = value_loss(v, old_v[idx][:, :t], returns[idx][:, :t],
+                                    sub.completion_mask, clip=cfg.value_clip)
+                loss = p_loss + cfg.vf_coef * v_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                self.optimizer.step()
+                pl.append(check_finite(float(p_loss.detach()), "the PPO policy loss"))
+                vl.append(float(v_loss.detach()))
+                clip.append(st["clip_frac"])
+                n_opt += 1
         finally:
             model.eval()
         self.engine.load_weights(model)
