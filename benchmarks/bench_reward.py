@@ -52,7 +52,7 @@ from o1search.reward import (  # noqa: E402
     train_prm,
 )
 from o1search.search.adapters import EngineGenerator, make_decoder  # noqa: E402
-from o1search.search.base import SearchProblem, derive_seed  # noqa: E402
+from o1search.protocols import SearchProblem, derive_seed  # noqa: E402
 from o1search.tasks import CountdownTask  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """Compare search methods at equal compute: accuracy against generated tokens per problem.
 
 Used by ``benchmarks/bench_search.py`` and the CLI demo. Everything goes through the search
-layer's :class:`~o1search.search.base.Generator` / :class:`~o1search.search.base.Evaluator`
+layer's :class:`~o1search.protocols.Generator` / :class:`~o1search.protocols.Evaluator`
 protocols, so the same functions run on the real policy (an
 :class:`~o1search.search.EngineGenerator` over an :class:`~o1search.engine.Engine`) and on the
 scripted toy policy of :mod:`o1search.search.toy`.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from o1search.reward import PRMExample, SampledTrace, mc_step_labels, sample_traces
-from o1search.search.base import SearchProblem
+from o1search.protocols import SearchProblem
 from o1search.search.toy import DELIM, EOS, ToyPolicy, ToyVerifier
 
 P, H = 0.5, 3

@@ -29,7 +29,7 @@ from o1search.reward import (
     train_orm,
     train_prm,
 )
-from o1search.search.base import EvalRequest, Evaluator
+from o1search.protocols import EvalRequest, Evaluator
 from o1search.tasks import CountdownTask
 
 TINY = PolicyConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,

@@ -1,5 +1,5 @@
 """What every step-level scorer shares: where steps end, how step values aggregate, and the
-search layer's :class:`~o1search.search.base.Evaluator` protocol on top of ``score_steps``.
+search layer's :class:`~o1search.protocols.Evaluator` protocol on top of ``score_steps``.
 
 A *step* of a completion ends at the last token of each step delimiter occurrence (the
 delimiter belongs to the step it ends, as in :class:`~o1search.engine.StopRule`). Tokens after
@@ -142,7 +142,7 @@ def aggregate_step_values(values: Sequence[float] | np.ndarray, how: str) -> flo
 
 
 class StepValueEvaluator(abc.ABC):
-    """Base of step scorers; an :class:`~o1search.search.base.Evaluator`.
+    """Base of step scorers; an :class:`~o1search.protocols.Evaluator`.
 
     Subclasses implement :meth:`score_steps`; :meth:`evaluate` aggregates its step values.
 
@@ -192,7 +192,7 @@ class StepValueEvaluator(abc.ABC):
         """
 
     def evaluate(self, requests: Sequence[Any]) -> list[float]:
-        """One aggregated value in ``[0, 1]`` per :class:`~o1search.search.base.EvalRequest`.
+        """One aggregated value in ``[0, 1]`` per :class:`~o1search.protocols.EvalRequest`.
 
         Raises
         ------

@@ -6,7 +6,7 @@ rollouts that reach a verified answer (an estimate of the probability that the p
 succeeds from there), its *hard* label 1 when any rollout does. The last step of a finished
 solution is a terminal state: its label is the solution's own verdict, no rollout needed.
 
-Everything goes through the search layer's :class:`~o1search.search.base.Generator`
+Everything goes through the search layer's :class:`~o1search.protocols.Generator`
 protocol, so the same code runs on :class:`~o1search.search.EngineGenerator` (the real
 policy; all prefixes × ``k`` of a batch travel in one ``Engine.expand`` call and share the
 engine's prefix cache) and on the scripted :class:`~o1search.search.toy.ToyPolicy`.
@@ -24,7 +24,7 @@ from typing import Any
 
 from o1search.reward.evaluators import as_tokens, resolve_token_ids, step_end_positions
 from o1search.reward.prm import PRMExample
-from o1search.search.base import (
+from o1search.protocols import (
     EvalRequest,
     SamplingParams,
     SearchProblem,
@@ -132,7 +132,7 @@ def verify_completions(verifier: Any, items: Sequence[tuple[SearchProblem, Seque
     Parameters
     ----------
     verifier : Evaluator or Task
-        An :class:`~o1search.search.base.Evaluator` (e.g. ``VerifierEvaluator``,
+        An :class:`~o1search.protocols.Evaluator` (e.g. ``VerifierEvaluator``,
         ``ToyVerifier``) or a task with ``verify(problem, text)`` (needs ``decoder``).
     items : sequence of (SearchProblem, completion tokens, finished)
     decoder : callable, optional
@@ -229,7 +229,7 @@ def mc_step_labels(generator: Any, verifier: Any, traces: Iterable[SampledTrace]
     generator : Generator
         The policy (``EngineGenerator``, ``ToyPolicy``, ...). Rollouts use ``to_end=True``.
     verifier : Evaluator or Task
-        Judges rollouts: an :class:`~o1search.search.base.Evaluator` or a task with
+        Judges rollouts: an :class:`~o1search.protocols.Evaluator` or a task with
         ``verify(problem, text)`` (then ``decoder`` is needed).
     traces : iterable of SampledTrace
         The solutions to label (e.g. from :func:`sample_traces`).

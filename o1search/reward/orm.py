@@ -3,7 +3,7 @@ trained with the Bradley–Terry preference loss.
 
 :class:`OutcomeRewardModel` reads the head at the last token of ``prompt + completion``; its
 raw output ``r`` is a reward on a logit scale, and ``sigmoid(r)`` the value in ``[0, 1]``
-that the search layer's :class:`~o1search.search.base.Evaluator` protocol asks for.
+that the search layer's :class:`~o1search.protocols.Evaluator` protocol asks for.
 :func:`train_orm` minimizes ``-log sigmoid(r(chosen) - r(rejected))`` over preference pairs.
 Scoring, the engine path and checkpoints are as for :class:`~o1search.reward.prm.
 ProcessRewardModel` (same directory layout, ``kind = "orm"``).
@@ -39,7 +39,7 @@ __all__ = [
 
 class OutcomeRewardModel(ScalarHeadModel):
     """Transformer + scalar head scoring a completed answer; a search
-    :class:`~o1search.search.base.Evaluator`.
+    :class:`~o1search.protocols.Evaluator`.
 
     Parameters
     ----------
@@ -103,7 +103,7 @@ class OutcomeRewardModel(ScalarHeadModel):
 
     def evaluate(self, requests: Sequence[Any]) -> list[float]:
         """``sigmoid(reward)`` in ``[0, 1]`` per
-        :class:`~o1search.search.base.EvalRequest` (finished or not: the ORM judges what is
+        :class:`~o1search.protocols.EvalRequest` (finished or not: the ORM judges what is
         there).
 
         Raises

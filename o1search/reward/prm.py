@@ -320,7 +320,7 @@ def _load_tokenizer(root: Path) -> Any:
 
 class ProcessRewardModel(ScalarHeadModel, StepValueEvaluator):
     """Transformer + scalar head scoring every step of a path; a search
-    :class:`~o1search.search.base.Evaluator` (values in ``[0, 1]``).
+    :class:`~o1search.protocols.Evaluator` (values in ``[0, 1]``).
 
     Parameters
     ----------

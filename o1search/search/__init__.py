@@ -3,7 +3,7 @@ search and sequential revision.
 
 Algorithms are separate from the model: they see only a :class:`Generator` (step
 continuations of token prefixes) and an :class:`Evaluator` (values of paths), exchange the
-frozen dataclasses of :mod:`o1search.search.base`, run a batch of problems in lockstep
+frozen dataclasses of :mod:`o1search.protocols`, run a batch of problems in lockstep
 (:class:`Search`), and return one :class:`SearchResult` per problem with its tree and its
 compute. :class:`EngineGenerator` and :class:`VerifierEvaluator` connect them to
 ``o1search.engine`` and ``o1search.tasks``; :mod:`o1search.search.toy` is a scripted policy
@@ -20,7 +20,7 @@ from o1search.search.adapters import (
     problems_from_task,
     task_answer_fn,
 )
-from o1search.search.base import (
+from o1search.protocols import (
     EvalRequest,
     Evaluator,
     Generator,

@@ -1,8 +1,8 @@
 """Adapters between the search protocols and the rest of o1search.
 
-* :class:`EngineGenerator` — a :class:`~o1search.search.base.Generator` over
+* :class:`EngineGenerator` — a :class:`~o1search.protocols.Generator` over
   :meth:`o1search.engine.Engine.expand`.
-* :class:`VerifierEvaluator` — an :class:`~o1search.search.base.Evaluator` giving a task's
+* :class:`VerifierEvaluator` — an :class:`~o1search.protocols.Evaluator` giving a task's
   exact outcome reward.
 * :func:`make_decoder`, :func:`encode_once`, :func:`problems_from_task`,
   :func:`task_answer_fn` — the only places text and tokens meet: prompts and markers are
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from o1search.search.base import (
+from o1search.protocols import (
     Decoder,
     EvalRequest,
     GeneratorStats,
@@ -134,7 +134,7 @@ def task_answer_fn(task: Any, decoder: Decoder) -> Any:
 
 
 class EngineGenerator:
-    """:class:`~o1search.search.base.Generator` over :meth:`o1search.engine.Engine.expand`.
+    """:class:`~o1search.protocols.Generator` over :meth:`o1search.engine.Engine.expand`.
 
     A step ends at the step delimiter, at EOS, or after ``max_new_tokens``; a whole
     completion (``to_end``) ends at EOS or the limit. A candidate is *finished* at EOS, when
@@ -262,7 +262,7 @@ class EngineGenerator:
 
 
 class VerifierEvaluator:
-    """:class:`~o1search.search.base.Evaluator` with a task's exact outcome reward.
+    """:class:`~o1search.protocols.Evaluator` with a task's exact outcome reward.
 
     Decodes each completion once and calls ``task.verify(problem, text)``.
 

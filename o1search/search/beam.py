@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from o1search.engine.sampling import SamplingParams
-from o1search.search.base import SearchProblem, SearchResult, StepCandidate, StepRequest
+from o1search.protocols import SearchProblem, SearchResult, StepCandidate, StepRequest
 from o1search.search.config import BeamConfig, DVTSConfig, LookaheadConfig
 from o1search.search.loop import Algorithm, Choice, Evaluate, Generate, ProblemState, Round, Search
 

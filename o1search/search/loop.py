@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from o1search.search.base import (
+from o1search.protocols import (
     AnswerFn,
     Decoder,
     EvalRequest,

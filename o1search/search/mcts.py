@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from o1search.engine.sampling import SamplingParams
-from o1search.search.base import SearchProblem, SearchResult, StepRequest
+from o1search.protocols import SearchProblem, SearchResult, StepRequest
 from o1search.search.config import MCTSConfig
 from o1search.search.loop import (
     Algorithm,

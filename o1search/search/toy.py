@@ -26,7 +26,7 @@ import struct
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
-from o1search.search.base import (
+from o1search.protocols import (
     EvalRequest,
     GeneratorStats,
     SearchProblem,
@@ -58,7 +58,7 @@ def _uniform(seed: int, index: int, draw: int) -> float:
 
 
 class ToyPolicy:
-    """Scripted :class:`~o1search.search.base.Generator` (see the module docstring).
+    """Scripted :class:`~o1search.protocols.Generator` (see the module docstring).
 
     Parameters
     ----------
