@@ -199,17 +199,31 @@ class StepValueEvaluator(abc.ABC):
         TypeError
             A request without ``prompt`` / ``completion`` token ids.
         """
-        reqs = list(requests)
-        for i, r in enumerate(reqs):
-            # Duck-typed: the search layer sits above reward, so EvalRequest is not imported.
-            if not (hasattr(r, "prompt") and hasattr(r, "completion")):
-                raise TypeError(f"requests[{i}] is a {type(r).__name__}, not an EvalRequest")
+        reqs = check_requests(requests)
         self.calls += 1
         if not reqs:
             return []
         values = self.score_steps([r.prompt for r in reqs], [r.completion for r in reqs])
         self.evaluated += len(reqs)
         return [aggregate_step_values(v, self.aggregation) for v in values]
+
+
+def check_requests(requests: Sequence[Any]) -> list[Any]:
+    """``requests`` as a list, each with ``prompt`` and ``completion`` token ids.
+
+    Duck-typed, so any object with those two fields (not only
+    :class:`~o1search.protocols.EvalRequest`) can be scored.
+
+    Raises
+    ------
+    TypeError
+        A request without ``prompt`` / ``completion``.
+    """
+    reqs = list(requests)
+    for i, r in enumerate(reqs):
+        if not (hasattr(r, "prompt") and hasattr(r, "completion")):
+            raise TypeError(f"requests[{i}] is a {type(r).__name__}, not an EvalRequest")
+    return reqs
 
 
 def check_batch(prompts: Sequence[Any], completions: Sequence[Any]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from o1search.reward.evaluators import as_tokens, check_batch
+from o1search.reward.evaluators import as_tokens, check_batch, check_requests
 from o1search.reward.prm import (
     RewardTrainConfig,
     RewardTrainResult,
@@ -111,10 +111,7 @@ class OutcomeRewardModel(ScalarHeadModel):
         TypeError
             A request without ``prompt`` / ``completion``.
         """
-        reqs = list(requests)
-        for i, r in enumerate(reqs):
-            if not (hasattr(r, "prompt") and hasattr(r, "completion")):
-                raise TypeError(f"requests[{i}] is a {type(r).__name__}, not an EvalRequest")
+        reqs = check_requests(requests)
         self.calls += 1
         if not reqs:
             return []
