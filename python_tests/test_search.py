@@ -215,6 +215,45 @@ def test_best_of_n_votes_through_the_search():
         run("best", None)
 
 
+def test_best_of_n_stops_at_reward_one_round_at_a_time():
+    # Samples X Y Z X ... with rewards .2 .3 1.0: rejection sampling stops after the third.
+    class Cycling(FixedGenerator):  # sample k of the whole run (not of the request)
+        def generate(self, requests):
+            self.calls.append(list(requests))
+            out = []
+            for r in requests:
+                out.append([StepCandidate(*self.steps[(self.k + i) % 3], True, "eos")
+                            for i in range(r.n)])
+                self.k += r.n
+            return out
+
+    gen = Cycling([((20, EOS), -0.5), ((21, EOS), -0.5), ((22, EOS), -0.5)])
+    gen.k = 0
+    ev = TableEvaluator({(20, EOS): 0.2, (21, EOS): 0.3, (22, EOS): 1.0})
+    prob = [SearchProblem((1,), None, 0)]
+    r = best_of_n(prob, gen, ev, BestOfNConfig(n=8, select="best", samples_per_round=1,
+                                               stop_at_reward=1.0))[0]
+    assert r.completion == (22, EOS) and r.score == pytest.approx(1.0)
+    assert r.compute.samples == 3 and r.compute.generated_tokens == 6
+    # Two per round: the reward arrives in round 2, which draws the 4th sample as well.
+    gen.calls.clear()
+    gen.k = 0
+    r = best_of_n(prob, gen, ev, BestOfNConfig(n=8, select="best", samples_per_round=2,
+                                               stop_at_reward=1.0))[0]
+    assert r.compute.samples == 4 and len(gen.calls) == 2
+    # Never reached: all n are drawn.
+    ev.table[(22, EOS)] = 0.9
+    gen.k = 0
+    r = best_of_n(prob, gen, ev, BestOfNConfig(n=5, select="best", samples_per_round=2,
+                                               stop_at_reward=0.99))[0]
+    assert r.compute.samples == 5 and r.score == pytest.approx(0.9)
+    # Without an evaluator the rule is refused.
+    with pytest.raises(ValueError, match="needs an evaluator"):
+        best_of_n(prob, gen, None, BestOfNConfig(n=4, stop_at_reward=1.0))
+    with pytest.raises(ValueError, match="stop_at_reward"):
+        BestOfNConfig(stop_at_reward=1.5)
+
+
 def test_every_algorithm_finds_the_known_best_answer():
     pol = ToyPolicy(3, 3, 0.3, step_lengths=[1, 2, 3], revision_boost=0.5)
     probs = pol.problems(range(20))

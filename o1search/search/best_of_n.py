@@ -32,7 +32,8 @@ class BestOfN(Algorithm):
         if not isinstance(config, BestOfNConfig):
             raise TypeError("BestOfN needs a BestOfNConfig")
         super().__init__(config)
-        self.needs_evaluator = config.select in ("weighted", "best")
+        self.needs_evaluator = (config.select in ("weighted", "best")
+                                or config.stop_at_reward is not None)
 
     def init(self, st: ProblemState) -> None:
         st.data = {"nodes": [], "scores": [], "finished": []}
@@ -62,6 +63,8 @@ class BestOfN(Algorithm):
         d["finished"] += [cand.finished for _, cand in added]
         if len(d["nodes"]) >= c.n:
             st.stop("complete")
+        elif c.stop_at_reward is not None and any(v >= c.stop_at_reward for v in vals):
+            st.stop("reward_reached")
 
     def choose(self, st: ProblemState,
                answer_of: Callable[[Sequence[int]], Hashable | None]) -> Choice:

@@ -118,6 +118,10 @@ class BestOfNConfig:
     sampling : SamplingConfig
     max_step_tokens : int
         Unused by best-of-N (kept for a uniform interface).
+    stop_at_reward : float or None
+        Stop drawing once a completion scores at least this (needs an evaluator): with an
+        exact verifier and small ``samples_per_round`` this is rejection sampling, which
+        spends far fewer tokens than drawing all ``n`` on easy problems.
     """
 
     n: int = 8
@@ -127,6 +131,7 @@ class BestOfNConfig:
     token_budget: int | None = None
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_step_tokens: int = 64
+    stop_at_reward: float | None = None
 
     def __post_init__(self) -> None:
         _int("BestOfNConfig", "n", self.n, 1)
@@ -134,6 +139,8 @@ class BestOfNConfig:
         _opt_int("BestOfNConfig", "samples_per_round", self.samples_per_round, 1,
                  "use None to draw all n at once")
         _int("BestOfNConfig", "max_completion_tokens", self.max_completion_tokens, 1)
+        if self.stop_at_reward is not None:
+            _float("BestOfNConfig", "stop_at_reward", self.stop_at_reward, 0.0, 1.0)
         _common(self, "BestOfNConfig")
 
 
