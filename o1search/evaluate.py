@@ -239,9 +239,10 @@ def method_config(method: str, token_budget: int | None, *, completion_tokens: f
     * ``mcts`` with ``exact_verifier=True`` (the evaluator is an exact outcome verifier, so
       reward 1 certifies a solution): greedy roll-outs reused along their own path, the
       root rolled out first, ``stop_at_reward=1.0``, progressive widening (``widening=3``,
-      ``max_fruitless=8``) and sequential expansions of ``num_children=2`` samples, so a
-      problem stops as soon as it is solved and tokens go to new steps, not to re-sampling
-      known prefixes. Measured on Countdown (``benchmarks/bench_search.py``) this beat wider
+      ``max_fruitless=8``, ``fruitless_temperature=0.25``: a node whose expansions keep
+      re-drawing known steps samples hotter) and sequential expansions of ``num_children=2``
+      samples, so a problem stops as soon as it is solved and tokens go to new steps, not to
+      re-sampling known prefixes. Measured on Countdown (``benchmarks/bench_search.py``) this beat wider
       rounds and larger expansions at every budget tried.
 
     Every config gets ``token_budget=T``: a problem stops before the round that would start
@@ -315,7 +316,8 @@ def method_config(method: str, token_budget: int | None, *, completion_tokens: f
             cfg = MCTSConfig(num_simulations=1_000_000, leaves_per_round=1, num_children=2,
                              value_source="rollout", rollout_temperature=0.0,
                              root_rollout=True, stop_at_reward=1.0, widening=3.0,
-                             max_fruitless=8, complete_answer=True,
+                             max_fruitless=8, fruitless_temperature=0.25,
+                             complete_answer=True,
                              max_completion_tokens=max_completion_tokens, **common)
         else:
             cfg = MCTSConfig(num_simulations=1_000_000, leaves_per_round=leaves,

@@ -796,6 +796,15 @@ def test_mcts_progressive_widening_spends_the_budget_and_dedupes():
                MCTSConfig(**base, widening=1.0, max_fruitless=3, token_budget=1000))[0]
     assert res.info["stop_reason"] == "exhausted" and res.tree.num_children(0) == 1
     assert len(gen.calls) == 1 + 3
+    # fruitless_temperature: the first expansion adds the step, the second re-draws it (first
+    # fruitless one), and each expansion after a fruitless one samples 0.5 hotter.
+    gen = SeededSteps(same=True)
+    res = mcts([SearchProblem((1,))], gen, ev,
+               MCTSConfig(**base, widening=1.0, max_fruitless=3, fruitless_temperature=0.5,
+                          token_budget=1000, sampling=SamplingConfig(temperature=1.0)))[0]
+    temps = [req.sampling.temperature for req in gen.calls]
+    assert temps == pytest.approx([1.0, 1.0, 1.5, 2.0])
+    assert res.tree.num_children(0) == 1
 
 
 def test_mcts_widening_config_is_validated():
@@ -807,5 +816,7 @@ def test_mcts_widening_config_is_validated():
         MCTSConfig(stop_at_reward=1.5)
     with pytest.raises(ValueError, match="max_fruitless"):
         MCTSConfig(max_fruitless=0)
+    with pytest.raises(ValueError, match="fruitless_temperature"):
+        MCTSConfig(fruitless_temperature=-0.1)
     with pytest.raises(TypeError, match="root_rollout"):
         MCTSConfig(root_rollout=1)

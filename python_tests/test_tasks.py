@@ -352,3 +352,24 @@ def test_registry():
         get_task("nope.jsonl")
     with pytest.raises(TypeError):
         get_task("countdown", colour="red")
+
+
+def test_broad_countdown_problems_exclude_the_test_split_and_repeat_nothing():
+    from o1search.tasks.countdown import broad_problems, problem_key
+
+    task = CountdownTask(n_train=300, n_test=100, seed=0)
+    pool = broad_problems(task, "15:400,25:600", seed=3)
+    keys = [problem_key(p) for p in pool]
+    assert len(keys) == len(set(keys))
+    assert not set(keys) & {problem_key(p) for p in task.problems("test")}
+    assert [p.id for p in pool[:300]] == [p.id for p in task.problems("train")]
+    assert max(max(p.metadata["nums"]) for p in pool) > 15
+    assert all(max(p.metadata["nums"]) <= 25 for p in pool)
+    # The same spec as pairs, and a fixed seed, give the same problems.
+    again = broad_problems(task, [(15, 400), (25, 600)], seed=3)
+    assert [problem_key(p) for p in again] == keys
+    only = broad_problems(task, "", include_train=False)
+    assert only == []
+    for bad in ("15", "15:x", "0:10"):
+        with pytest.raises(ValueError, match="spec|max_number"):
+            broad_problems(task, bad)

@@ -40,6 +40,7 @@ import transformers  # noqa: E402
 from o1search.learn import SFTConfig, save_checkpoint, train_sft  # noqa: E402
 from o1search.policy import PolicyConfig, build_default_policy, evaluate_policy  # noqa: E402
 from o1search.tasks import get_task  # noqa: E402
+from o1search.tasks.countdown import broad_problems  # noqa: E402
 
 DEFAULT_OUT = ROOT / "o1search" / "policy" / "default"
 
@@ -70,37 +71,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _key(problem) -> tuple:
-    return tuple(sorted(problem.metadata["nums"])), problem.metadata["target"]
-
-
-def training_problems(task, extra: str) -> list:
-    """The task's training split plus Countdown problems with larger numbers.
-
-    The 3-number, 1..10 problem space holds only ~1900 distinct problems, so a policy
-    trained on its training split alone memorizes it (measured: 90% greedy on training
-    problems, 15% on test ones). Problems with numbers up to 15, 20 and 25 teach the same
-    skills on many more problems (train and test accuracy then agree). Every problem of the
-    task's test split is excluded, whatever the numbers, so test accuracy stays honest.
-    """
-    test_keys = {_key(p) for p in task.problems("test")}
-    seen = set(test_keys)
-    pool = []
-    sources = [task.problems("train")]
-    for i, spec in enumerate(s for s in extra.split(",") if s.strip()):
-        max_number, count = (int(x) for x in spec.split(":"))
-        broad = get_task("countdown", num_count=task.num_count, max_number=max_number,
-                         n_train=count, n_test=0, seed=1 + i,
-                         check_prob=task.check_prob, correction_prob=task.correction_prob)
-        sources.append(broad.problems("train"))
-    for problems in sources:
-        for p in problems:
-            if _key(p) not in seen:
-                seen.add(_key(p))
-                pool.append(p)
-    return pool
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -117,7 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
     model, tokenizer = build_default_policy(task, policy_config)
 
     train = task.problems("train")
-    pool = training_problems(task, args.extra)
+    # Larger numbers broaden the problem space (see broad_problems): train and test
+    # accuracy then agree instead of the policy memorizing ~1,900 small problems.
+    pool = broad_problems(task, args.extra, seed=1)
     rng = random.Random(f"demos:{args.seed}")
     examples = [
         (task.prompt(p), task.demonstration(p, rng))

@@ -284,6 +284,10 @@ class MCTSConfig:
         ``alpha`` in ``N ** alpha`` (in ``(0, 1]``).
     max_fruitless : int
         With widening: consecutive expansions that add nothing new before a node is closed.
+    fruitless_temperature : float
+        With widening: each consecutive fruitless expansion of a node raises the sampling
+        temperature of its next expansion by this much (0 = off), so a node whose likely
+        steps are all known samples its less likely ones instead of re-drawing duplicates.
     root_rollout : bool
         ``value_source="rollout"`` only: the first round rolls out the root itself (with a
         greedy ``rollout_temperature`` this is greedy decoding), so a problem the policy
@@ -328,6 +332,7 @@ class MCTSConfig:
     widening: float = 0.0
     widening_exponent: float = 0.5
     max_fruitless: int = 2
+    fruitless_temperature: float = 0.0
     root_rollout: bool = False
     stop_at_reward: float | None = None
     complete_answer: bool = False
@@ -356,6 +361,7 @@ class MCTSConfig:
         _float(n, "widening", self.widening, 0.0)
         _float(n, "widening_exponent", self.widening_exponent, 0.0, 1.0, lo_open=True)
         _int(n, "max_fruitless", self.max_fruitless, 1)
+        _float(n, "fruitless_temperature", self.fruitless_temperature, 0.0)
         for flag in ("root_rollout", "complete_answer"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"MCTSConfig.{flag} must be a bool")

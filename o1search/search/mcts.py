@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,7 @@ class MCTS(Algorithm):
             yield from self._finish(st, "exhausted")
             return
         reqs = tuple(StepRequest(tree.path_tokens(leaf), n=c.num_children,
-                                 sampling=c.sampling.params(st.seed(leaf)),
+                                 sampling=self._expansion_sampling(st, leaf),
                                  max_new_tokens=c.max_step_tokens) for leaf in leaves)
         outs = yield Generate(reqs)
         d["simulations"] += len(leaves)
@@ -175,6 +176,16 @@ class MCTS(Algorithm):
         self._check_solved(st)
 
     # ------------------------------------------------------------------ helpers
+    def _expansion_sampling(self, st: ProblemState, leaf: int) -> SamplingParams:
+        """Sampling of ``leaf``'s expansion: the config's, hotter by ``fruitless_temperature``
+        per consecutive fruitless expansion of the leaf."""
+        c: MCTSConfig = self.config
+        sp = c.sampling.params(st.seed(leaf))
+        boost = c.fruitless_temperature * st.data["fruitless"].get(str(leaf), 0)
+        if boost > 0 and sp.temperature > 0:
+            sp = replace(sp, temperature=sp.temperature + boost)
+        return sp
+
     def _rollouts(self, st: ProblemState, nodes: list[int]) -> Any:
         """Roll out each node ``num_rollouts`` times to the end, score the completions,
         record each node's best roll-out; returns each node's mean reward."""
