@@ -81,33 +81,19 @@ from o1search.policy import (  # noqa: E402
     load_policy,
 )
 from o1search.tasks import get_task  # noqa: E402
+from o1search.tasks.countdown import broad_problems  # noqa: E402
 
 # The default Countdown task (the shipped policy's knobs): its test split is held out.
 BASE_KNOBS = dict(num_count=3, n_train=1600, n_test=200, seed=0, check_prob=0.1,
                   correction_prob=0.05)
-# A second, larger draw of the same generator: together with the train split it covers
-# nearly all of the ~5,500 distinct problems of these knobs.
-UNIVERSE_DRAW = dict(n_train=5000, seed=7)
 EVAL_TOKENS = 96
 
 
-def _key(p) -> tuple:
-    return tuple(sorted(p.metadata["nums"])), p.metadata["target"]
-
-
-def problem_pools(task, n_sft: int, seed: int) -> tuple[list, list]:
+def problem_pools(task, spec: str, n_sft: int, seed: int) -> tuple[list, list]:
     """``(sft_pool, learn_pool)``: disjoint, seeded-shuffled Countdown problems of the task's
-    own knobs, none in its test split (whatever their ids: the key is numbers + target)."""
-    test = {_key(p) for p in task.problems("test")}
-    draw = get_task("countdown", num_count=BASE_KNOBS["num_count"], n_test=0,
-                    check_prob=BASE_KNOBS["check_prob"],
-                    correction_prob=BASE_KNOBS["correction_prob"], **UNIVERSE_DRAW)
-    seen = set(test)
-    universe = []
-    for p in task.problems("train") + draw.problems("train"):
-        if _key(p) not in seen:
-            seen.add(_key(p))
-            universe.append(p)
+    knobs with numbers up to 15, 20 and 25 (``spec``, see ``broad_problems``), none in the
+    task's test split (whatever their ids: the key is numbers + target)."""
+    universe = broad_problems(task, spec, seed=101)
     random.Random(seed).shuffle(universe)
     if n_sft >= len(universe) - 100:
         raise SystemExit(f"--weak-problems={n_sft} leaves too few of the {len(universe)} "
@@ -121,14 +107,19 @@ def sft_examples(task, problems, seed: int, demos: int = 2) -> list[tuple[str, s
     return [(task.prompt(p), task.demonstration(p, rng)) for _ in range(demos) for p in problems]
 
 
-def weak_policy(args, task, sft_problems) -> tuple[str, dict]:
-    """Train (or reuse from the cache) the weak starting policy; ``(checkpoint dir, info)``."""
-    recipe = {"knobs": BASE_KNOBS, "universe": UNIVERSE_DRAW, "problems": args.weak_problems,
+def weak_recipe(args) -> tuple[dict, Path]:
+    """The weak policy's recipe and its cache directory (keyed by the recipe's hash)."""
+    recipe = {"knobs": BASE_KNOBS, "universe": args.universe, "problems": args.weak_problems,
               "steps": args.weak_steps, "lr": args.weak_lr, "warmup": 50, "batch_size": 64,
               "demos": 2, "policy": dataclasses.asdict(PolicyConfig(seed=args.seed)),
-              "seed": args.seed, "version": 1}
+              "seed": args.seed, "version": 2}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(args.cache_dir) / "bench_learn" / f"weak-{digest}"
+    return recipe, Path(args.cache_dir) / "bench_learn" / f"weak-{digest}"
+
+
+def weak_policy(args, task, sft_problems) -> tuple[str, dict]:
+    """Train (or reuse from the cache) the weak starting policy; ``(checkpoint dir, info)``."""
+    recipe, path = weak_recipe(args)
     info_file = path / "weak_policy.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
@@ -215,10 +206,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--cache-dir", default=os.environ.get(
         "O1SEARCH_CACHE", str(Path.home() / ".cache" / "o1search")),
         help="where the weak starting policy is cached")
+    ap.add_argument("--universe", default="15:5000,20:10000,25:15000",
+                    help="the problem space beyond the task's train split: MAX_NUMBER:COUNT "
+                    "draws of 3-number Countdown (see o1search.tasks.countdown.broad_problems)")
     g = ap.add_argument_group("weak starting policy")
-    g.add_argument("--weak-problems", type=int, default=2400,
+    g.add_argument("--weak-problems", type=int, default=8000,
                    help="problems of the SFT pool (the rest form the learning pool)")
-    g.add_argument("--weak-steps", type=int, default=1800, help="its SFT steps (batch 64)")
+    g.add_argument("--weak-steps", type=int, default=3000, help="its SFT steps (batch 64)")
     g.add_argument("--weak-lr", type=float, default=1e-2)
     g = ap.add_argument_group("search + learn (rest and control)")
     g.add_argument("--rounds", type=int, default=3)
@@ -267,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     t_all = time.perf_counter()
     task = get_task("countdown", **BASE_KNOBS)
-    sft_pool, learn_pool = problem_pools(task, args.weak_problems, args.seed)
+    sft_pool, learn_pool = problem_pools(task, args.universe, args.weak_problems, args.seed)
     # Held-out: the test split plus learning-pool problems no arm trains on (a larger held-out
     # set than the 200 test problems alone, so round-to-round differences are not noise).
     reserve = learn_pool[len(learn_pool) - args.reserve_problems:]
