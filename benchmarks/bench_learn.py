@@ -45,8 +45,8 @@ wall time), and the gains.
 
 Usage:
     python benchmarks/bench_learn.py --quick      # ~3 minutes once the weak policy is cached
-    python benchmarks/bench_learn.py              # ~7-10 minutes on 2 cores (measured 420 s)
-The first run also trains the weak policy (~4-5 minutes on a busy 2-core machine); set
+    python benchmarks/bench_learn.py --plot learn.png   # ~12 minutes on 2 cores (measured 711 s)
+The first run also trains the weak policy (~6-8 minutes on a busy 2-core machine); set
 ``--cache-dir`` (default ``$O1SEARCH_CACHE`` or ``~/.cache/o1search``) to keep it elsewhere.
 """
 
@@ -212,6 +212,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--cache-dir", default=os.environ.get(
         "O1SEARCH_CACHE", str(Path.home() / ".cache" / "o1search")),
         help="where the weak starting policy is cached")
+    ap.add_argument("--plot", type=Path, default=None,
+                    help="write a PNG of held-out accuracy by round, one line per arm")
     ap.add_argument("--universe", default="15:5000,20:10000,25:15000",
                     help="the problem space beyond the task's train split: MAX_NUMBER:COUNT "
                     "draws of 3-number Countdown (see o1search.tasks.countdown.broad_problems)")
@@ -337,6 +339,13 @@ def main(argv: list[str] | None = None) -> dict:
     report["target_rest_gain_points"] = 15
     if "rest" in summary:
         report["target_met"] = summary["rest"]["gain_points"] >= 15
+    if args.plot is not None and summary:
+        from o1search.viz.plots import plot_learning_curves
+
+        report["plot"] = str(plot_learning_curves(
+            {arm: v["accuracy_by_round"] for arm, v in summary.items()}, args.plot,
+            title=f"Countdown, held-out greedy accuracy ({len(held)} problems)",
+            xlabel="round", ylabel="accuracy"))
     report["total_wall_s"] = round(time.perf_counter() - t_all, 1)
     report["torch_threads"] = torch.get_num_threads()
     report["versions"] = {"python": platform.python_version(), "torch": torch.__version__}
