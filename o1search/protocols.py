@@ -113,6 +113,11 @@ class StepRequest:
     to_end : bool
         ``False``: stop at the end of one reasoning step (the generator's step delimiter).
         ``True``: generate a whole completion (until EOS or ``max_new_tokens``).
+    exclude : tuple of (tokens, sample_logprobs)
+        Continuations already drawn from this same prefix and sampling distribution, each
+        with its per-token log-probabilities (:attr:`StepCandidate.sample_logprobs`): a
+        generator that supports it draws the samples *without replacement* with respect to
+        them (o1search.engine.ExcludedSteps); others may ignore it.
     """
 
     prefix: tuple[int, ...]
@@ -120,6 +125,7 @@ class StepRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     max_new_tokens: int = 256
     to_end: bool = False
+    exclude: tuple[tuple[tuple[int, ...], tuple[float, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix",
@@ -130,6 +136,20 @@ class StepRequest:
             raise TypeError("StepRequest.sampling must be an o1search.engine.SamplingParams")
         if not isinstance(self.to_end, bool):
             raise TypeError("StepRequest.to_end must be a bool")
+        excl = []
+        for k, pair in enumerate(self.exclude):
+            try:
+                toks, lps = pair
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"StepRequest.exclude[{k}] must be a (tokens, logprobs) "
+                                 "pair") from exc
+            toks = _token_tuple(toks, f"StepRequest.exclude[{k}] tokens")
+            lps = tuple(float(x) for x in lps)
+            if len(toks) != len(lps) or not toks:
+                raise ValueError(f"StepRequest.exclude[{k}]: {len(toks)} tokens but "
+                                 f"{len(lps)} log-probabilities (need equal, >= 1)")
+            excl.append((toks, lps))
+        object.__setattr__(self, "exclude", tuple(excl))
 
 
 @dataclass(frozen=True)
@@ -147,12 +167,16 @@ class StepCandidate:
         The completion ends here (EOS, a final-answer step, or no room left to generate).
     finish_reason : str
         ``"stop"`` (step delimiter), ``"eos"``, ``"length"`` or ``"answer"``; informational.
+    sample_logprobs : tuple of float
+        Per-token log-probabilities under the distribution the step was drawn from (empty
+        when the generator does not report them); what ``StepRequest.exclude`` needs.
     """
 
     tokens: tuple[int, ...]
     logprob: float = 0.0
     finished: bool = False
     finish_reason: str = "stop"
+    sample_logprobs: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", _token_tuple(self.tokens, "StepCandidate.tokens"))
@@ -166,6 +190,11 @@ class StepCandidate:
         if not self.tokens and not self.finished:
             # An empty unfinished step would be expanded again forever.
             raise ValueError("StepCandidate.tokens is empty but the candidate is not finished")
+        slp = tuple(float(x) for x in self.sample_logprobs)
+        if slp and len(slp) != len(self.tokens):
+            raise ValueError(f"StepCandidate.sample_logprobs has {len(slp)} values for "
+                             f"{len(self.tokens)} tokens")
+        object.__setattr__(self, "sample_logprobs", slp)
 
     @property
     def num_tokens(self) -> int:

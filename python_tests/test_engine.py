@@ -21,7 +21,7 @@ from o1search.engine import (
     get_attention_backend,
     register_attention_backend,
 )
-from o1search.engine.sampling import sample_tokens, uniform_noise
+from o1search.engine.sampling import ExcludedSteps, sample_tokens, uniform_noise
 
 transformers = pytest.importorskip("transformers")
 
@@ -295,6 +295,56 @@ def test_gumbel_sampling_matches_softmax():
     torch.testing.assert_close(raw, torch.log_softmax(logits, 0)[toks])
 
 
+def test_excluded_steps_trie_mass_by_hand():
+    # Known steps (1, 2) and (1, 3), p(1) = .5, p(2|1) = p(3|1) = .25: M(1) = .5, M() = .25.
+    ex = ExcludedSteps([((1, 2), (math.log(.5), math.log(.25))),
+                        ((1, 3), (math.log(.5), math.log(.25)))])
+    assert ex.remaining == pytest.approx(0.75) and ex.num_steps == 2
+    assert ex.bias(()) == {1: pytest.approx(math.log(0.5))}
+    assert ex.bias((1,)) == {2: -math.inf, 3: -math.inf}
+    assert ex.bias((0,)) is None and ex.bias((1, 4)) is None
+    with pytest.raises(ValueError, match="as many"):
+        ExcludedSteps([((1, 2), (-0.1,))])
+    with pytest.raises(ValueError, match="<= 0"):
+        ExcludedSteps([((1,), (0.5,))])
+
+
+def test_sampling_without_replacement_matches_the_conditional_distribution():
+    # A 2-token "model" with fixed next-token distributions; known sequences K are excluded.
+    # Oracle: P(s | s not in K) = p(s) / (1 - p(K)) over every 2-token sequence.
+    p1 = torch.tensor([0.5, 0.3, 0.2])
+    p2 = {0: torch.tensor([0.6, 0.3, 0.1]), 1: torch.tensor([0.2, 0.2, 0.6]),
+          2: torch.tensor([1 / 3, 1 / 3, 1 / 3])}
+    known = [(0, 0), (1, 2), (0, 1)]
+    ex = ExcludedSteps([(k, (math.log(p1[k[0]]), math.log(p2[k[0]][k[1]]))) for k in known])
+    pk = sum(float(p1[a] * p2[a][b]) for a, b in known)
+    assert ex.remaining == pytest.approx(1 - pk)
+    n = 6000
+    params = [SamplingParams(temperature=1.0)] * n
+    first, lp1, _ = sample_tokens(torch.log(p1).expand(n, -1), params,
+                                  [(5, i, 0) for i in range(n)], [ex.bias(())] * n)
+    logits2 = torch.stack([torch.log(p2[int(a)]) for a in first])
+    second, lp2, _ = sample_tokens(logits2, params, [(5, i, 1) for i in range(n)],
+                                   [ex.bias((int(a),)) for a in first])
+    # The reported log-probabilities are the unbiased ones (what the trie is built from).
+    torch.testing.assert_close(lp1, torch.log(p1)[first])
+    counts: dict = {}
+    for a, b in zip(first.tolist(), second.tolist()):
+        counts[(a, b)] = counts.get((a, b), 0) + 1
+    assert not set(counts) & set(known)
+    for a in range(3):
+        for b in range(3):
+            if (a, b) in known:
+                continue
+            q = float(p1[a] * p2[a][b]) / (1 - pk)
+            f = counts.get((a, b), 0) / n
+            assert abs(f - q) < 4 * math.sqrt(q * (1 - q) / n) + 1e-3, ((a, b), f, q)
+    # A row whose every token is ruled out falls back to the plain distribution.
+    tok, _, _ = sample_tokens(torch.log(p1)[None], params[:1], [(1, 0, 0)],
+                              [{0: -math.inf, 1: -math.inf, 2: -math.inf}])
+    assert int(tok) in (0, 1, 2)
+
+
 def test_top_k_top_p_truncation():
     torch.manual_seed(0)
     logits = torch.randn(3, 40)
@@ -407,6 +457,31 @@ def test_seeded_sampling_independent_of_batch():
         [ExpandRequest(prompt_a, 3, SamplingParams(temperature=1.0, top_k=20, seed=43),
                        StopRule(max_new_tokens=8))])[0]
     assert [s.tokens for s in different.samples] != [s.tokens for s in alone.samples]
+
+
+def test_expand_without_replacement_never_redraws_known_steps():
+    eng = make_engine("llama", page_size=4)
+    prompt = rand_tokens(21, 6)
+    sp = SamplingParams(temperature=0.5, seed=3)
+    stop = StopRule(max_new_tokens=3)
+    first = eng.expand([ExpandRequest(prompt, 4, sp, stop)])[0]
+    known = {tuple(s.tokens): s.logprobs for s in first.samples}
+    # The same seed redraws the same samples; excluding them gives only new ones, with the
+    # same log-probabilities the plain distribution gives them.
+    again = eng.expand([ExpandRequest(prompt, 4, sp, stop)])[0]
+    assert [tuple(s.tokens) for s in again.samples] == [tuple(s.tokens) for s in first.samples]
+    ex = ExcludedSteps(list(known.items()))
+    fresh = eng.expand([ExpandRequest(prompt, 4, sp, stop, ex)])[0]
+    assert all(tuple(s.tokens) not in known for s in fresh.samples)
+    model = model_of("llama")
+    for s in fresh.samples:
+        logits = hf_logits(model, prompt + s.tokens)
+        expect = [float(torch.log_softmax(logits[len(prompt) + i - 1] / 0.5, 0)[t])
+                  for i, t in enumerate(s.tokens)]
+        np.testing.assert_allclose(s.logprobs, expect, atol=1e-4)
+    check_pages(eng)
+    with pytest.raises(TypeError, match="exclude"):
+        ExpandRequest(prompt, 1, sp, stop, exclude=[((1,), (-0.1,))])
 
 
 def test_top_k_respected_in_expand():

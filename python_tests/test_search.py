@@ -528,6 +528,12 @@ def test_contract_violations_raise_clear_errors():
         StepCandidate((), 0.0, False)
     with pytest.raises(ValueError, match="<= 0"):
         StepCandidate((1,), 0.5)
+    with pytest.raises(ValueError, match="sample_logprobs"):
+        StepCandidate((1, 2), -0.5, sample_logprobs=(-0.5,))
+    with pytest.raises(ValueError, match="pair"):
+        StepRequest((1,), exclude=((1, 2, 3),))
+    with pytest.raises(ValueError, match="log-probabilities"):
+        StepRequest((1,), exclude=(((1, 2), (-0.1,)),))
     # A failed round poisons the search until it is resumed from a checkpoint.
     s = Search(BeamSearch(), prob, gen, Bad())
     with pytest.raises(ValueError):
@@ -805,6 +811,60 @@ def test_mcts_progressive_widening_spends_the_budget_and_dedupes():
     temps = [req.sampling.temperature for req in gen.calls]
     assert temps == pytest.approx([1.0, 1.0, 1.5, 2.0])
     assert res.tree.num_children(0) == 1
+
+
+class CategoricalSteps:
+    """One-token steps 10, 11, 12 with probabilities .7, .2, .1, drawn from the request seed;
+    honours ``StepRequest.exclude`` (sampling without replacement) and reports each step's
+    sample log-probability, as the Engine does."""
+
+    P = {10: 0.7, 11: 0.2, 12: 0.1}
+
+    def __init__(self):
+        self.calls: list[StepRequest] = []
+
+    def generate(self, requests):
+        import random
+
+        self.calls += list(requests)
+        out = []
+        for r in requests:
+            banned = {toks for toks, _ in r.exclude}
+            left = {t: p for t, p in self.P.items() if (t,) not in banned}
+            total = sum(left.values())
+            cands = []
+            for i in range(r.n):
+                u = random.Random(derive_seed(r.sampling.seed, i)).random() * total
+                for t, p in left.items():
+                    u -= p
+                    if u <= 0:
+                        break
+                cands.append(StepCandidate((t,), math.log(self.P[t]),
+                                           sample_logprobs=(math.log(self.P[t]),)))
+            out.append(cands)
+        return out
+
+
+def test_mcts_unique_expansions_draw_each_step_once_then_close():
+    ev = TableEvaluator({})
+    base = dict(num_children=1, leaves_per_round=1, max_depth=1, num_simulations=1000,
+                widening=1.0, max_fruitless=3, token_budget=1000)
+    gen = CategoricalSteps()
+    res = mcts([SearchProblem((1,))], gen, ev, MCTSConfig(**base, unique_expansions=True))[0]
+    kids = sorted(tuple(res.tree.step_tokens(int(k))) for k in res.tree.children(0))
+    assert kids == [(10,), (11,), (12,)] and res.info["stop_reason"] == "exhausted"
+    # Three draws, each excluding what the root already had; then nothing is left to draw.
+    assert len(gen.calls) == 3
+    assert [len(r.exclude) for r in gen.calls] == [0, 1, 2]
+    assert all(lps == (math.log(CategoricalSteps.P[t[0]]),) for r in gen.calls
+               for t, lps in r.exclude)
+    # Without it, re-expansions re-draw the likely step and spend more calls for the same tree.
+    gen = CategoricalSteps()
+    plain = mcts([SearchProblem((1,))], gen, ev, MCTSConfig(**base))[0]
+    assert all(not r.exclude for r in gen.calls)
+    assert len(gen.calls) > 3 and res.compute.generated_tokens < plain.compute.generated_tokens
+    with pytest.raises(TypeError, match="unique_expansions"):
+        MCTSConfig(unique_expansions=1)
 
 
 def test_mcts_widening_config_is_validated():

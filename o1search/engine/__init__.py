@@ -23,12 +23,13 @@ from o1search.engine.engine import (
 )
 from o1search.engine.kv_pool import KVPool
 from o1search.engine.model_runner import ForwardBatch, ModelRunner
-from o1search.engine.sampling import SamplingParams, StopRule
+from o1search.engine.sampling import ExcludedSteps, SamplingParams, StopRule
 
 __all__ = [
     "AttentionBackend",
     "Engine",
     "EngineStats",
+    "ExcludedSteps",
     "ExpandRequest",
     "ExpandResult",
     "ForwardBatch",

@@ -38,7 +38,7 @@ from o1search._tokens import as_token_ids
 from o1search._native import InternalError, OutOfPagesError
 from o1search.engine.attention import get_attention_backend
 from o1search.engine.model_runner import ModelRunner, paged_runner_unsupported_reason
-from o1search.engine.sampling import SamplingParams, StopRule, sample_tokens
+from o1search.engine.sampling import ExcludedSteps, SamplingParams, StopRule, sample_tokens
 
 __all__ = [
     "Engine",
@@ -54,6 +54,15 @@ def _as_token_tuple(tokens: Any, what: str) -> tuple[int, ...]:
     return as_token_ids(tokens, what)
 
 
+def _exclusion_bias(seqs: Sequence[Any]) -> list[dict[int, float] | None] | None:
+    """Per sequence, the sampler bias of its request's excluded steps (None: no request
+    excludes anything)."""
+    if all(s.group.req.exclude is None for s in seqs):
+        return None
+    return [None if s.group.req.exclude is None else s.group.req.exclude.bias(s.gen)
+            for s in seqs]
+
+
 @dataclass(frozen=True)
 class ExpandRequest:
     """Expand one node: draw ``n`` continuations (steps) of a token prefix.
@@ -67,12 +76,17 @@ class ExpandRequest:
         Samples to draw (>= 1).
     sampling : SamplingParams
     stop : StopRule
+    exclude : ExcludedSteps or None
+        Continuations already drawn from this same distribution that must not be drawn
+        again (sampling without replacement; the ``n`` samples of this request may still
+        repeat each other).
     """
 
     prefix: tuple[int, ...]
     n: int = 1
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: StopRule = field(default_factory=StopRule)
+    exclude: ExcludedSteps | None = None
 
     def __post_init__(self) -> None:
         prefix = _as_token_tuple(self.prefix, "ExpandRequest.prefix")
@@ -89,6 +103,8 @@ class ExpandRequest:
             raise TypeError("ExpandRequest.sampling must be a SamplingParams")
         if not isinstance(self.stop, StopRule):
             raise TypeError("ExpandRequest.stop must be a StopRule")
+        if self.exclude is not None and not isinstance(self.exclude, ExcludedSteps):
+            raise TypeError("ExpandRequest.exclude must be an ExcludedSteps or None")
 
 
 @dataclass
@@ -684,7 +700,7 @@ class Engine:
                             call: EngineStats) -> None:
         params = [s.group.req.sampling for s in seqs]
         keys = [(s.group.seed, s.index, len(s.gen)) for s in seqs]
-        tokens, logp, raw = sample_tokens(logits, params, keys)
+        tokens, logp, raw = sample_tokens(logits, params, keys, _exclusion_bias(seqs))
         tokens, logp, raw = tokens.tolist(), logp.tolist(), raw.tolist()
         call.generated_tokens += len(seqs)
         for s, t, lp, rl in zip(seqs, tokens, logp, raw, strict=True):
@@ -949,7 +965,7 @@ class Engine:
                         ) -> None:
         params = [s.group.req.sampling for s in seqs]
         keys = [(s.group.seed, s.index, len(s.gen)) for s in seqs]
-        tokens, logp, raw = sample_tokens(logits, params, keys)
+        tokens, logp, raw = sample_tokens(logits, params, keys, _exclusion_bias(seqs))
         call.generated_tokens += len(seqs)
         for s, t, lp, rl in zip(seqs, tokens.tolist(), logp.tolist(), raw.tolist(),
                                 strict=True):

@@ -10,6 +10,7 @@ logits.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import torch
 
 from o1search._tokens import as_token_ids
 
-__all__ = ["SamplingParams", "StopRule", "sample_tokens", "uniform_noise"]
+__all__ = ["ExcludedSteps", "SamplingParams", "StopRule", "sample_tokens", "uniform_noise"]
 
 _MASK32 = 0xFFFFFFFF
 
@@ -103,6 +104,76 @@ class StopRule:
             raise ValueError(f"StopRule.max_new_tokens must be an int >= 1, got {m!r}")
 
 
+class ExcludedSteps:
+    """Known continuations a request must not draw again: sampling without replacement.
+
+    Built from steps already drawn from the *same* distribution (same prefix, model and
+    sampling parameters) with the per-token log-probabilities they were drawn with
+    (:attr:`Sample.logprobs`). They form a trie; ``M(u)``, the probability that a sample at
+    trie prefix ``u`` ends as one of the known steps, is ``1`` where a known step ends and
+    ``sum_t p(t | u) M(u + t)`` elsewhere. Drawing token ``t`` at ``u`` with probability
+    ``p(t | u) (1 - M(u + t)) / (1 - M(u))`` gives exactly the distribution of a fresh sample
+    conditioned on not being a known step (the scheme of incremental sampling without
+    replacement). Off the trie nothing changes.
+
+    Parameters
+    ----------
+    steps : sequence of (tokens, logprobs)
+        Each known step's token ids and the log-probability of each token under the sampling
+        distribution (equal lengths, <= 0). Where two steps share a prefix, the first one's
+        log-probabilities are used for the shared edges.
+
+    Raises
+    ------
+    ValueError
+        Mismatched lengths, an empty step, a positive or non-finite log-probability.
+    """
+
+    def __init__(self, steps: Sequence[tuple[Sequence[int], Sequence[float]]]) -> None:
+        edges: dict[tuple[int, ...], dict[int, float]] = {}
+        ends: set[tuple[int, ...]] = set()
+        for k, (tokens, logprobs) in enumerate(steps):
+            toks = tuple(int(t) for t in tokens)
+            lps = [float(x) for x in logprobs]
+            if not toks or len(toks) != len(lps):
+                raise ValueError(f"excluded step {k}: needs as many log-probabilities as tokens "
+                                 f"(at least one), got {len(toks)} tokens, {len(lps)} values")
+            if any(not math.isfinite(x) or x > 1e-3 for x in lps):  # float32 rounding
+                raise ValueError(f"excluded step {k}: log-probabilities must be finite and <= 0")
+            for i, (t, lp) in enumerate(zip(toks, lps)):
+                edges.setdefault(toks[:i], {}).setdefault(t, min(lp, 0.0))
+            ends.add(toks)
+        self._edges = edges
+        self._mass: dict[tuple[int, ...], float] = {}
+        for node in sorted(set(edges) | ends, key=len, reverse=True):
+            if node in ends:
+                m = 1.0
+            else:
+                m = sum(math.exp(lp) * self._mass[node + (t,)]
+                        for t, lp in edges[node].items())
+            self._mass[node] = min(1.0, max(0.0, m))
+        self.num_steps = len(ends)
+
+    @property
+    def remaining(self) -> float:
+        """Probability mass of everything not yet drawn (``1 - M(root)``)."""
+        return 1.0 - self._mass.get((), 0.0)
+
+    def bias(self, generated: Sequence[int]) -> dict[int, float] | None:
+        """Log-weights to add at a sample that has generated ``generated`` so far: ``{token:
+        log(1 - M(generated + token))}`` (``-inf`` where only known steps follow), or None
+        off the trie."""
+        node = tuple(int(t) for t in generated)
+        children = self._edges.get(node)
+        if children is None:
+            return None
+        out = {}
+        for t in children:
+            left = 1.0 - self._mass[node + (t,)]
+            out[t] = math.log(left) if left > 1e-12 else float("-inf")
+        return out
+
+
 def _fmix32_int(x: int) -> int:
     x ^= x >> 16
     x = (x * 0x85EBCA6B) & _MASK32
@@ -161,7 +232,8 @@ def uniform_noise(keys: Sequence[tuple[int, int, int]], vocab_size: int,
 
 
 def sample_tokens(logits: torch.Tensor, params: Sequence[SamplingParams],
-                  keys: Sequence[tuple[int, int, int]]
+                  keys: Sequence[tuple[int, int, int]],
+                  bias: Sequence[dict[int, float] | None] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw one token per row.
 
@@ -173,6 +245,11 @@ def sample_tokens(logits: torch.Tensor, params: Sequence[SamplingParams],
         ``B`` entries (``seed`` is ignored here: it is part of ``keys``).
     keys : sequence of (seed, index, step)
         ``B`` noise-stream keys (see :func:`uniform_noise`).
+    bias : sequence of dict or None, optional
+        Per row, ``{token: log-weight}`` added to the sampling distribution before drawing
+        (see :meth:`ExcludedSteps.bias`); ignored for greedy rows and for a row whose every
+        token it would rule out. The returned log-probabilities stay those of the unbiased
+        distribution, which is what :class:`ExcludedSteps` needs.
 
     Returns
     -------
@@ -215,7 +292,18 @@ def sample_tokens(logits: torch.Tensor, params: Sequence[SamplingParams],
         u = uniform_noise(keys, vocab, logits.device)
         # u == 0 gives -inf noise: that token is never drawn, which is fine (prob ~ 2**-24).
         gumbel = -torch.log(-torch.log(u))
-        tokens = torch.where(greedy, logits.argmax(dim=-1), (logp + gumbel).argmax(dim=-1))
+        drawn = logp
+        if bias is not None and any(b for b in bias):
+            drawn = logp.clone()
+            for r, b in enumerate(bias):
+                if not b:
+                    continue
+                idx = torch.tensor(list(b), dtype=torch.int64, device=logits.device)
+                row = drawn[r].clone()
+                row[idx] += torch.tensor(list(b.values()), dtype=row.dtype, device=row.device)
+                if bool(torch.isfinite(row).any()):
+                    drawn[r] = row
+        tokens = torch.where(greedy, logits.argmax(dim=-1), (drawn + gumbel).argmax(dim=-1))
     rows = torch.arange(bsz, device=logits.device)
     chosen_raw = raw_logp[rows, tokens]
     chosen = torch.where(greedy, chosen_raw, logp[rows, tokens])

@@ -234,7 +234,12 @@ class EngineGenerator:
                 continue
             stop = StopRule(step_delimiter=None if r.to_end else self.delimiter,
                             stop_at_eos=True, max_new_tokens=r.max_new_tokens)
-            todo.append((i, ExpandRequest(r.prefix, r.n, r.sampling, stop)))
+            exclude = None
+            if r.exclude and not r.sampling.greedy:
+                from o1search.engine import ExcludedSteps
+
+                exclude = ExcludedSteps(r.exclude)
+            todo.append((i, ExpandRequest(r.prefix, r.n, r.sampling, stop, exclude)))
         results = self.engine.expand([e for _, e in todo]) if todo else []
         gen = 0
         for (i, _), res in zip(todo, results):
@@ -248,7 +253,8 @@ class EngineGenerator:
                 finished = reason == "eos" or full
                 if not finished and self._has_final(toks, at_step_start=True):
                     finished, reason = True, "answer"
-                cands.append(StepCandidate(toks, float(sum(s.raw_logprobs)), finished, reason))
+                cands.append(StepCandidate(toks, float(sum(s.raw_logprobs)), finished, reason,
+                                           tuple(float(x) for x in s.logprobs)))
             out[i] = StepOutput(tuple(cands), prefilled_tokens=int(res.prefilled_tokens),
                                 reused_tokens=int(res.cached_tokens))
             self.stats.prefilled_tokens += int(res.prefilled_tokens)

@@ -288,6 +288,12 @@ class MCTSConfig:
         With widening: each consecutive fruitless expansion of a node raises the sampling
         temperature of its next expansion by this much (0 = off), so a node whose likely
         steps are all known samples its less likely ones instead of re-drawing duplicates.
+    unique_expansions : bool
+        Re-expanding a node draws *without replacement* with respect to the steps it already
+        has (those drawn at the same temperature, with the per-token log-probabilities the
+        generator reported): no tokens are spent re-drawing known steps, and a node whose
+        known steps hold all but 0.1% of the probability closes. Needs a generator that
+        honours ``StepRequest.exclude`` (the Engine's); others simply repeat steps.
     root_rollout : bool
         ``value_source="rollout"`` only: the first round rolls out the root itself (with a
         greedy ``rollout_temperature`` this is greedy decoding), so a problem the policy
@@ -333,6 +339,7 @@ class MCTSConfig:
     widening_exponent: float = 0.5
     max_fruitless: int = 2
     fruitless_temperature: float = 0.0
+    unique_expansions: bool = False
     root_rollout: bool = False
     stop_at_reward: float | None = None
     complete_answer: bool = False
@@ -362,6 +369,8 @@ class MCTSConfig:
         _float(n, "widening_exponent", self.widening_exponent, 0.0, 1.0, lo_open=True)
         _int(n, "max_fruitless", self.max_fruitless, 1)
         _float(n, "fruitless_temperature", self.fruitless_temperature, 0.0)
+        if not isinstance(self.unique_expansions, bool):
+            raise TypeError("MCTSConfig.unique_expansions must be a bool")
         for flag in ("root_rollout", "complete_answer"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"MCTSConfig.{flag} must be a bool")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from o1search.engine.sampling import SamplingParams
+from o1search.engine.sampling import ExcludedSteps, SamplingParams
 from o1search.protocols import SearchProblem, SearchResult, StepRequest
 from o1search.search.config import MCTSConfig
 from o1search.search.loop import (
@@ -64,8 +64,10 @@ class MCTS(Algorithm):
     def init(self, st: ProblemState) -> None:
         # rollout: node -> [tail tokens, reward, finished] of its best roll-out so far.
         # expansions / fruitless: per node (str keys: the state is JSON for checkpoints).
+        # sampled: node -> [temperature, per-token sample log-probs] (unique_expansions).
         st.data = {"simulations": 0, "rollout": {}, "cut": [], "finished": [],
-                   "expansions": {}, "fruitless": {}, "closed": [], "completed": False}
+                   "expansions": {}, "fruitless": {}, "closed": [], "completed": False,
+                   "sampled": {}}
 
     # ------------------------------------------------------------------ one round
     def round(self, st: ProblemState) -> Round:
@@ -96,13 +98,23 @@ class MCTS(Algorithm):
         if not leaves:
             yield from self._finish(st, "exhausted")
             return
-        reqs = tuple(StepRequest(tree.path_tokens(leaf), n=c.num_children,
-                                 sampling=self._expansion_sampling(st, leaf),
-                                 max_new_tokens=c.max_step_tokens) for leaf in leaves)
-        outs = yield Generate(reqs)
+        reqs = []
+        for leaf in list(leaves):
+            sp = self._expansion_sampling(st, leaf)
+            exclude = self._known_steps(st, leaf, sp) if c.unique_expansions else ()
+            if exclude and ExcludedSteps(exclude).remaining < 1e-3:
+                # Every step the policy would take here is known: nothing left to draw.
+                d["closed"].append(leaf)
+                leaves.remove(leaf)
+                continue
+            reqs.append(StepRequest(tree.path_tokens(leaf), n=c.num_children, sampling=sp,
+                                    max_new_tokens=c.max_step_tokens, exclude=exclude))
+        if not reqs:
+            return
+        outs = yield Generate(tuple(reqs))
         d["simulations"] += len(leaves)
         new = []
-        for leaf, out in zip(leaves, outs):
+        for leaf, req, out in zip(leaves, reqs, outs):
             cands = list(out)
             if c.dedupe and int(tree.num_children(leaf)) > 0:
                 # A re-expanded node only gains steps it does not have yet.
@@ -111,6 +123,11 @@ class MCTS(Algorithm):
                 cands = [x for x in cands if x.tokens not in have]
             added = st.add_steps(leaf, cands, dedupe=c.dedupe,
                                  prior_temperature=float(c.prior_temperature))
+            if c.unique_expansions:
+                temp = float(req.sampling.temperature)
+                for nd, x in added:
+                    if x.sample_logprobs:
+                        d.setdefault("sampled", {})[str(nd)] = [temp, list(x.sample_logprobs)]
             key = str(leaf)
             d["expansions"][key] = d["expansions"].get(key, 0) + 1
             # Re-deriving a known result (the finished roll-out recorded at this leaf) is
@@ -176,6 +193,18 @@ class MCTS(Algorithm):
         self._check_solved(st)
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _known_steps(st: ProblemState, leaf: int, sp: SamplingParams
+                     ) -> tuple[tuple[tuple[int, ...], tuple[float, ...]], ...]:
+        """``leaf``'s children drawn at ``sp``'s temperature, with their sample log-probs."""
+        out = []
+        for ch in st.tree.children(leaf):
+            rec = st.data.get("sampled", {}).get(str(int(ch)))
+            if rec is not None and rec[0] == float(sp.temperature):
+                out.append((tuple(int(t) for t in st.tree.step_tokens(int(ch))),
+                            tuple(rec[1])))
+        return tuple(out)
+
     def _expansion_sampling(self, st: ProblemState, leaf: int) -> SamplingParams:
         """Sampling of ``leaf``'s expansion: the config's, hotter by ``fruitless_temperature``
         per consecutive fruitless expansion of the leaf."""
