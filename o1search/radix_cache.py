@@ -41,7 +41,6 @@ Semantics shared by both implementations
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 

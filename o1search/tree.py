@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from o1search._native import core as _core
 
