@@ -863,6 +863,14 @@ def test_mcts_unique_expansions_draw_each_step_once_then_close():
     plain = mcts([SearchProblem((1,))], gen, ev, MCTSConfig(**base))[0]
     assert all(not r.exclude for r in gen.calls)
     assert len(gen.calls) > 3 and res.compute.generated_tokens < plain.compute.generated_tokens
+    # The known steps' log-probabilities are part of the checkpoint: a resumed search
+    # excludes the same steps and ends the same.
+    cfg = MCTSConfig(**base, unique_expansions=True)
+    part = Search(MCTS(cfg), [SearchProblem((1,))], CategoricalSteps(), ev)
+    part.run(max_rounds=2)
+    resumed = Search.resume(part.checkpoint(), MCTS(cfg), [SearchProblem((1,))],
+                            CategoricalSteps(), ev).run()
+    assert [_comparable(r) for r in resumed] == [_comparable(res)]
     with pytest.raises(TypeError, match="unique_expansions"):
         MCTSConfig(unique_expansions=1)
 
