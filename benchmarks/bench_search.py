@@ -28,8 +28,8 @@ for the target, which the issue states against plain best-of-N.
 
 Every method runs once per sampling seed (``--seeds``, default 0 and 1) on the same
 problems, and the rows report the mean (each seed's accuracy kept beside it): with 200
-problems a ratio read off one seed can flip on a single problem (measured: MCTS against
-best-of-32 0.18 with seed 0, 0.25 with seed 1).
+problems a ratio read off one seed can flip on a single problem (measured before MCTS drew
+re-expansions without replacement: 0.18 with seed 0, 0.25 with seed 1).
 
 Usage:
     python benchmarks/bench_search.py --quick                  # ~2 minutes on 2 cores
@@ -327,7 +327,8 @@ def main(argv=None) -> dict:
             path = args.plot if len(kinds) == 1 else \
                 args.plot.with_name(f"{args.plot.stem}-{kind}{args.plot.suffix or '.png'}")
             ev.plot_accuracy_vs_tokens(rows, path, title=f"Countdown, {kind}-guided "
-                                       f"({len(sps)} problems)")
+                                       f"({len(sps)} problems, mean of "
+                                       f"{len(args.seed_list)} seeds)")
             entry["plot"] = str(path)
     report["target_met"] = {k: v["target"]["target_met"]
                             for k, v in report["evaluators"].items()}
