@@ -244,8 +244,8 @@ def method_config(method: str, token_budget: int | None, *, completion_tokens: f
       (``unique_expansions=True``: measured on Countdown, 20% of MCTS's tokens were
       re-drawn known steps before) and sequential expansions of ``num_children=2``
       samples, so a problem stops as soon as it is solved and tokens go to new steps, not to
-      re-sampling known prefixes. Measured on Countdown (``benchmarks/bench_search.py``) this beat wider
-      rounds and larger expansions at every budget tried.
+      re-sampling known prefixes. Measured on Countdown (``benchmarks/bench_search.py``)
+      this beat wider rounds and larger expansions at every budget tried.
 
     Every config gets ``token_budget=T``: a problem stops before the round that would start
     past it, so it generates at most ``T`` plus one round.
