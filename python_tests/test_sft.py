@@ -19,7 +19,7 @@ from o1search.learn import (
     save_checkpoint,
     train_sft,
 )
-from o1search.learn import checkpoint as ckpt_mod
+from o1search import checkpoint as ckpt_mod
 from o1search.learn import sft as sft_mod
 from o1search.learn.sft import _lr_factor, completion_token_losses
 from o1search.policy import PolicyConfig, build_default_policy, generate_completions

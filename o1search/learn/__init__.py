@@ -5,7 +5,7 @@ Trainers that turn searched data into a better policy (ReST, PPO, GRPO, step-DPO
 
 from __future__ import annotations
 
-from o1search.learn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from o1search.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from o1search.learn.sft import (
     EncodedExample,
     SFTResult,

@@ -5,7 +5,7 @@ PPO or step-DPO) search or sample with the current policy through one shared
 :class:`~o1search.engine.Engine`, label with the task's verifier, and train; the engine then
 gets the new weights (``engine.load_weights`` flushes its KV cache), held-out problems are
 scored greedily, the round's metrics go to a JSONL log (and TensorBoard), and the loop state
-is checkpointed atomically (:func:`o1search.learn.checkpoint.save_checkpoint`): the model
+is checkpointed atomically (:func:`o1search.checkpoint.save_checkpoint`): the model
 weights plus ``extra_state["loop"]`` = round index, metrics history, the learner's state
 (data buffer, optimizer, value head, reference) and RNG states.
 
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from o1search.learn._common import engine_for
-from o1search.learn.checkpoint import load_checkpoint, save_checkpoint
+from o1search.checkpoint import load_checkpoint, save_checkpoint
 from o1search.learn.dpo import DPOTrainer, step_preference_pairs
 from o1search.learn.grpo import GRPOTrainer
 from o1search.learn.logging import MetricsLogger

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from o1search.learn.checkpoint import load_checkpoint, save_checkpoint
+from o1search.checkpoint import load_checkpoint, save_checkpoint
 from o1search.learn.sft_config import SFTConfig
 from o1search.policy.model import encode_prompt
 

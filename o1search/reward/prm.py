@@ -15,7 +15,7 @@ Any other backbone, and training, use a plain batched forward of the ``transform
 Checkpoints are directories in ``transformers`` format: the backbone's ``save_pretrained``
 files, the tokenizer's, ``reward_head.safetensors`` (the head) and ``reward_config.json``
 (kind, step delimiter, aggregation), written atomically through
-:func:`o1search.learn.checkpoint.save_checkpoint`.
+:func:`o1search.checkpoint.save_checkpoint`.
 
 :func:`train_prm` fits the model to step labels (hard 0/1 or soft fractions, e.g. from
 :func:`o1search.reward.mc_labels.mc_step_labels`) with binary cross-entropy at the step ends.
@@ -261,7 +261,7 @@ class ScalarHeadModel(torch.nn.Module):
         -------
         pathlib.Path
         """
-        from o1search.learn.checkpoint import save_checkpoint  # the atomic writer
+        from o1search.checkpoint import save_checkpoint  # the atomic writer
 
         return save_checkpoint(path, self, self.tokenizer)  # type: ignore[arg-type]
 
@@ -271,7 +271,7 @@ class ScalarHeadModel(torch.nn.Module):
         from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM
 
-        from o1search.learn.checkpoint import recover_checkpoint
+        from o1search.checkpoint import recover_checkpoint
 
         root = Path(os.fspath(path))
         recover_checkpoint(root)
