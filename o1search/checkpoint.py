@@ -40,7 +40,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["Checkpoint", "EXTRA_STATE_FILE", "MARKER_FILE", "OutputPathError",
-           "atomic_output_dir", "check_output_dir", "load_checkpoint", "output_state",
+           "atomic_output_dir", "check_output_dir", "check_output_file", "load_checkpoint", "output_state",
            "recover_checkpoint", "save_checkpoint"]
 
 EXTRA_STATE_FILE = "extra_state.pt"
@@ -207,6 +207,35 @@ def check_output_dir(path: str | os.PathLike[str], *, overwrite: bool = False,
         probe = tempfile.mkdtemp(prefix=".o1search-probe-", dir=ancestor if state == "absent"
                                  else target.parent)
         os.rmdir(probe)
+    except OSError as exc:
+        raise OutputPathError(f"{what} {shown!r} cannot be written: "
+                              f"{exc.strerror or exc} in {str(ancestor)!r}") from None
+    return target
+
+
+def check_output_file(path: str | os.PathLike[str], *, what: str = "output file") -> Path:
+    """Check, before any work starts, that a single output file can be written.
+
+    Returns:
+        The path, with ``~`` expanded.
+
+    Raises:
+        OutputPathError: ``path`` is a directory, a parent of it is a file, or its
+            directory cannot be written.
+    """
+    target = Path(os.fspath(path)).expanduser()
+    shown = str(path)
+    if target.is_dir():
+        raise OutputPathError(f"{what} {shown!r} is a folder; name a file inside it")
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(f"{what} {shown!r} cannot be created: {str(ancestor)!r} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".o1search-probe-", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise OutputPathError(f"{what} {shown!r} cannot be written: "
                               f"{exc.strerror or exc} in {str(ancestor)!r}") from None

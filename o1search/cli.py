@@ -115,7 +115,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in dict(
         out=args.out, policy=args.policy, retrain_policy=args.retrain_policy, seed=args.seed,
         progress=not args.no_progress, eval_problems=args.eval_problems, budgets=args.budgets,
-        methods=args.methods, policy_steps=args.policy_steps).items() if v is not None}
+        methods=args.methods, policy_steps=args.policy_steps,
+        overwrite=args.overwrite or None).items() if v is not None}
     config = DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
     result = run_demo(config)
     if args.json:
@@ -158,7 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         rounds=args.rounds, problems=args.problems, samples=args.samples,
         batch_size=args.batch_size, learning_rate=args.lr, eval_problems=args.eval_problems,
         question_field=args.question_field, answer_field=args.answer_field,
-        solution_field=args.solution_field, seed=args.seed, progress=not args.no_progress)
+        solution_field=args.solution_field, seed=args.seed, progress=not args.no_progress,
+        overwrite=args.overwrite)
     out = run_train(config)
     b, a = out["greedy_accuracy_before"], out["greedy_accuracy_after"]
     if b is not None:
@@ -223,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train a PRM from Monte-Carlo step labels, compare greedy / best-of-N / beam / MCTS / "
         "DVTS at equal token budgets, run one ReST round; writes report.json, "
         "accuracy_vs_tokens.png, learning_curves.png and tree.html into --out.")
-    pd.add_argument("--out", default=None, help="output folder (default ./o1search_out)")
+    pd.add_argument("--out", default=None, help="output folder (default ./o1search_out); an "
+                    "earlier run there is replaced when the new one completes, a folder of "
+                    "other files is refused")
+    pd.add_argument("--overwrite", action="store_true",
+                    help="write into a folder that holds other files (they are kept)")
     pd.add_argument("--quick", action="store_true", help="the short version (< 2 minutes)")
     pd.add_argument("--policy", default=None, help="policy checkpoint (default: shipped)")
     pd.add_argument("--retrain-policy", action="store_true", default=None,
@@ -260,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("train", help="train a policy: sft, rest (expert iteration) or grpo")
     pt.add_argument("--task", default="countdown", help="task name or FILE.jsonl")
     pt.add_argument("--algo", choices=TRAIN_ALGORITHMS, default="sft")
-    pt.add_argument("--out", required=True, help="checkpoint folder to write")
+    pt.add_argument("--out", required=True, help="checkpoint folder to write (new, empty, or "
+                    "an earlier o1search checkpoint; checked before training starts)")
+    pt.add_argument("--overwrite", action="store_true",
+                    help="write into a folder that holds other files (they are kept), or over "
+                    "the input checkpoint")
     pt.add_argument("--model", default=None, help="start from this checkpoint")
     pt.add_argument("--steps", type=int, default=200, help="SFT steps / GRPO batches")
     pt.add_argument("--rounds", type=int, default=1, help="ReST rounds")

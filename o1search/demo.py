@@ -56,6 +56,17 @@ _DEFAULT_KNOBS = {"num_count": 3, "n_train": 1600, "n_test": 200, "seed": 0,
                   "check_prob": 0.1, "correction_prob": 0.05}
 
 
+#: The largest token budget per problem a run accepts: far beyond any search here, small
+#: enough that sizing a run by it cannot exhaust memory.
+MAX_TOKEN_BUDGET = 1_000_000
+
+
+def _check_budget(budget: int, what: str = "token budget") -> None:
+    if budget > MAX_TOKEN_BUDGET:
+        raise ValueError(f"{what} {budget} is beyond the limit of {MAX_TOKEN_BUDGET:,} "
+                         "generated tokens per problem")
+
+
 def _f(default: Any, help_text: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help_text})
 
@@ -65,7 +76,9 @@ class DemoConfig:
     """What the demo runs. The defaults are the full demo (a few minutes on 2 CPU cores);
     :meth:`quick` gives the sub-2-minute version."""
 
-    out: str = _f("./o1search_out", "output folder (created)")
+    out: str = _f("./o1search_out", "output folder: created, or replaced as a whole when it "
+                                    "holds an earlier run (a folder of other files is refused)")
+    overwrite: bool = _f(False, "write into a folder of other files (they are kept)")
     policy: str | None = _f(None, "policy checkpoint directory (None: the shipped policy)")
     retrain_policy: bool = _f(False, "train the default policy from scratch by SFT instead of "
                                      "loading a checkpoint (saved to <out>/policy)")
@@ -108,6 +121,7 @@ class DemoConfig:
             raise ValueError(f"DemoConfig.prm_epochs must be > 0, got {self.prm_epochs}")
         if not self.budgets:
             raise ValueError("DemoConfig.budgets is empty; give at least one token budget")
+        _check_budget(max(self.budgets))
         if min(self.budgets) < _COMPLETION_TOKENS:
             raise ValueError(f"token budget {min(self.budgets)} is too small to finish one "
                              f"solution; use budgets >= {_COMPLETION_TOKENS}")
@@ -301,6 +315,8 @@ class SearchRunConfig:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+        if self.budget is not None:
+            _check_budget(self.budget, "--budget")
         if self.budget is not None and self.algo != "greedy":
             make_algorithm(self.algo, self.budget)  # raises a clear error when too small
 
@@ -351,6 +367,10 @@ def run_search(config: SearchRunConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"no policy checkpoint at {config.model!r}")
     if config.prm is not None and not Path(config.prm).exists():
         raise FileNotFoundError(f"no PRM checkpoint at {config.prm!r}")
+    if config.tree_html:
+        from o1search.checkpoint import check_output_file
+
+        check_output_file(config.tree_html, what="--tree-html")
     import torch
 
     from o1search.engine import Engine
@@ -434,6 +454,8 @@ class TrainRunConfig:
     solution_field: str | None = _f(None, "JSONL field with a step-by-step solution (sft)")
     seed: int = _f(0, "seed")
     progress: bool = _f(True, "progress bars")
+    overwrite: bool = _f(False, "write into a folder of other files (they are kept), or over "
+                                "the input checkpoint")
 
     def __post_init__(self) -> None:
         if self.algo not in TRAIN_ALGORITHMS:
@@ -471,6 +493,15 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     """
     if config.model is not None and not Path(config.model).exists():
         raise FileNotFoundError(f"no policy checkpoint at {config.model!r}")
+    from o1search.checkpoint import OutputPathError, check_output_dir
+
+    # The output is checked before any work: a bad --out must not cost a training run.
+    out = check_output_dir(config.out, overwrite=config.overwrite, what="--out")
+    if config.model is not None and not config.overwrite and \
+            out.resolve() == Path(config.model).expanduser().resolve():
+        raise OutputPathError(
+            f"--out {config.out!r} is the input checkpoint (--model); write the trained policy "
+            "to a new folder so the input stays to compare against (or pass --overwrite)")
     import torch
 
     from o1search.learn import SFTConfig, save_checkpoint, train_sft
@@ -548,7 +579,10 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
                 say(json.dumps({"step": step, **{k: round(v, 4) for k, v in m.items()}}))
     model.eval()
     after = greedy()
-    ckpt = save_checkpoint(config.out, model, tok)
+    if before is not None and after is not None and after < before:
+        say(f"warning: greedy accuracy fell from {before:.3f} to {after:.3f} on "
+            f"{len(test)} test problems; the input checkpoint is unchanged")
+    ckpt = save_checkpoint(out, model, tok, overwrite=config.overwrite)
     return {"config": dataclasses.asdict(config), "metrics": metrics,
             "greedy_accuracy_before": before, "greedy_accuracy_after": after,
             "checkpoint": str(ckpt)}
@@ -643,6 +677,7 @@ def run_demo(config: DemoConfig, *, echo: Callable[[str], None] | None = print) 
     from tqdm.auto import tqdm
 
     from o1search.engine import Engine, SamplingParams
+    from o1search.checkpoint import atomic_output_dir, check_output_dir
     from o1search.learn import SFTConfig, save_checkpoint
     from o1search.learn.rest import ReSTTrainer
     from o1search.learn.rest_config import ReSTConfig
@@ -662,8 +697,7 @@ def run_demo(config: DemoConfig, *, echo: Callable[[str], None] | None = print) 
     t_start = time.perf_counter()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    out = Path(config.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(config.out, overwrite=config.overwrite, what="--out")  # before work
     timings: dict[str, float] = {}
     stages = ["policy", "PRM data", "PRM training", "search comparison", "search + learn",
               "outputs"]
@@ -677,186 +711,197 @@ def run_demo(config: DemoConfig, *, echo: Callable[[str], None] | None = print) 
         timings[name] = round(time.perf_counter() - t0, 2)
         bar.update(1)
 
-    # 1. Policy -------------------------------------------------------------------------
-    t0 = stage("policy")
-    if config.retrain_policy:
-        task = CountdownTask(**_DEFAULT_KNOBS)
-        policy, tok, policy_dir = _retrain_policy(task, config, out, bar)
-        policy_source = "retrained"
-    else:
-        if config.policy is not None and not Path(config.policy).expanduser().exists():
-            raise FileNotFoundError(f"no policy checkpoint at {config.policy!r}")
-        policy, tok = load_policy(config.policy)
-        policy_dir = Path(config.policy).expanduser() if config.policy else default_policy_path()
-        policy_source = "checkpoint" if config.policy else "shipped"
-        task = CountdownTask(**_task_knobs(policy_dir))
-    missing = sorted(set(task.alphabet()) - set(tok.get_vocab()))
-    if missing:
-        raise ValueError(f"the policy at {policy_dir} cannot write Countdown ({missing} are not "
-                         "in its vocabulary); use the shipped policy or --retrain-policy")
-    done("policy", t0)
-    say(f"policy: {policy_source} ({policy_dir}), "
-        f"{sum(p.numel() for p in policy.parameters())} parameters")
+    with atomic_output_dir(out, kind="demo-run", overwrite=config.overwrite) as work:
+        # Everything is written into ``work``; it replaces ``out`` as a whole at the end, so
+        # an interrupted run leaves the previous run untouched. Reports name final paths.
+        def final(path: Any) -> Path:
+            """Where ``path`` (written under ``work``) lies once the run is in place."""
+            try:
+                return out / Path(path).relative_to(work)
+            except ValueError:
+                return Path(path)
 
-    decode = make_decoder(tok)
-    test = task.problems("test")
-    eval_problems = test[: config.eval_problems]
-    seen = task.problems("train") + test
-    engine = Engine(policy, tok, num_pages=8192, page_size=16, max_batch_tokens=4096)
-    gen = EngineGenerator(engine, tok, step_delimiter="\n")
-    sampling = SamplingParams(temperature=1.0)
-
-    def as_search_problems(ps: Sequence[Any], seed: int) -> list[Any]:
-        from o1search.search import SearchProblem
-
-        return [SearchProblem(tuple(encode_prompt(tok, task.prompt(p))), p,
-                              derive_seed(seed, p.id)) for p in ps]
-
-    # 2. PRM data: sample solutions of fresh problems, label steps by roll-outs -----------
-    t0 = stage("PRM data")
-    prm_probs = _fresh_problems(task, config.prm_problems, 1000 + config.seed, seen)
-    with torch.no_grad():
-        traces = sample_traces(gen, as_search_problems(prm_probs, config.seed),
-                               config.prm_samples, sampling=sampling,
-                               max_new_tokens=config.max_new_tokens, seed=config.seed,
-                               verifier=task, decoder=decode)
-        flat = [t for ts in traces for t in ts]
-        labels = mc_step_labels(gen, task, flat, config.prm_rollouts, step_delimiter="\n",
-                                tokenizer=tok, eos_token_ids=engine.eos_token_ids,
-                                sampling=sampling, max_new_tokens=config.max_new_tokens,
-                                seed=config.seed, decoder=decode)
-    examples = [lab.to_example(soft=True) for lab in labels if lab.step_ends]
-    soft = np.concatenate([lab.soft for lab in labels if lab.step_ends]) if examples \
-        else np.zeros(0)
-    done("prm_data", t0)
-
-    # 3. PRM training (initialised from the policy) ----------------------------------------
-    t0 = stage("PRM training")
-    prm = ProcessRewardModel(copy.deepcopy(policy), tok, step_delimiter="\n", aggregation="min")
-    if not examples:
-        raise ValueError("no PRM training data was produced (every sampled solution was "
-                         "empty); raise prm_problems or prm_samples")
-    prm_res = train_prm(prm, examples, PRMTrainConfig(learning_rate=1e-3, batch_size=32,
-                                                            num_epochs=config.prm_epochs,
-                                                            seed=config.seed))
-    prm_path = prm.save(out / "prm")
-    done("prm_training", t0)
-    say(f"PRM: {len(flat)} sampled solutions ({np.mean([t.reward >= 0.5 for t in flat]):.0%} "
-        f"correct), {soft.size} labelled steps, {prm_res.steps} steps, loss "
-        f"{np.mean(prm_res.losses[:5]):.3f} -> {np.mean(prm_res.losses[-5:]):.3f}")
-
-    # 4. Search comparison at equal token budgets -----------------------------------------
-    t0 = stage("search comparison")
-    rows: list[dict[str, Any]] = []
-    tree_row: dict[str, Any] | None = None
-    with torch.no_grad():
-        for name in config.methods:
-            for budget in ([None] if name == "greedy" else config.budgets):
-                row = _search_method(name, budget, eval_problems, task, engine, tok, prm,
-                                     seed=config.seed, max_new_tokens=config.max_new_tokens,
-                                     progress=config.progress, has_prm=True,
-                                     temperature=config.temperature)
-                rows.append(row)
-                if name == config.tree_method:
-                    tree_row = row  # the largest budget's tree ends up in the viewer
-    done("search", t0)
-    public_rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
-                    if k not in ("results", "correct")} for r in rows]
-    table = format_table(public_rows)
-    say(f"\nsearch on {len(eval_problems)} held-out Countdown problems (PRM-guided, "
-        f"token budget per problem):\n{table}")
-
-    # 5. One search + learn round: ReST on verified search solutions ------------------------
-    t0 = stage("search + learn")
-    learner = copy.deepcopy(policy)
-    rest_cfg = ReSTConfig(
-        algorithm="best_of_n", num_samples=config.rest_samples,
-        max_new_tokens=config.max_new_tokens, seed=config.seed,
-        sft=SFTConfig(learning_rate=config.rest_lr, warmup_steps=min(10, config.rest_sft_steps // 3),
-                      max_steps=config.rest_sft_steps, batch_size=64, max_length=256,
-                      seed=config.seed, progress=config.progress))
-    trainer = ReSTTrainer(learner, tok, task, rest_cfg)
-    rest_eval = test[: config.rest_eval_problems]
-    rest_train = _fresh_problems(task, config.rest_problems, 2000 + config.seed, seen)
-    with torch.no_grad():
-        before, _ = trainer.greedy_solutions(rest_eval)
-    metrics = trainer.round(rest_train, 0)
-    with torch.no_grad():
-        after, _ = trainer.greedy_solutions(rest_eval)
-    acc_before = sum(x is not None for x in before) / len(rest_eval)
-    acc_after = sum(x is not None for x in after) / len(rest_eval)
-    save_checkpoint(out / "policy_after_rest", learner, tok)
-    done("rest", t0)
-    say(f"\nsearch + learn (one ReST round on {len(rest_train)} fresh problems: "
-        f"{int(metrics['search_solved'])} solved by search, {int(metrics['new_examples'])} "
-        f"verified solutions, {int(metrics['sft_steps'])} SFT steps):\n"
-        f"  greedy accuracy on {len(rest_eval)} held-out problems: {acc_before:.3f} -> "
-        f"{acc_after:.3f} ({acc_after - acc_before:+.3f})")
-
-    # 6. Outputs -------------------------------------------------------------------------
-    t0 = stage("outputs")
-    curves: dict[str, list[tuple[float, float]]] = {}
-    baselines: dict[str, float] = {}
-    for r in rows:
-        if r["method"] == "greedy":
-            baselines[f"greedy {r['accuracy']:.2f}"] = r["accuracy"]
-            curves["greedy"] = [(max(r["mean_generated_tokens"], 1.0), r["accuracy"])]
+        # 1. Policy -------------------------------------------------------------------------
+        t0 = stage("policy")
+        if config.retrain_policy:
+            task = CountdownTask(**_DEFAULT_KNOBS)
+            policy, tok, policy_dir = _retrain_policy(task, config, work, bar)
+            policy_source = "retrained"
         else:
-            curves.setdefault(r["method"], []).append((max(r["mean_generated_tokens"], 1.0),
-                                                       r["accuracy"]))
-    plot = plot_accuracy_vs_tokens(
-        curves, out / "accuracy_vs_tokens.png", baselines=baselines,
-        title=f"Countdown, {len(eval_problems)} held-out problems, PRM-guided search")
-    learning_plot = plot_learning_curves(
-        {"PRM training loss": prm_res.losses}, out / "learning_curves.png",
-        title="PRM training loss; greedy accuracy before/after ReST",
-        xlabel="optimizer step / ReST round", ylabel="loss",
-        secondary={"greedy accuracy": [(0, acc_before), (1, acc_after)]},
-        secondary_label="greedy accuracy")
-    files = {"report": out / "report.json", "plot": plot, "learning_plot": learning_plot,
-             "prm": prm_path}
-    if tree_row is not None:
-        # The biggest tree shows the most search; len(tree) is its node count.
-        k = max(range(len(tree_row["results"])), key=lambda i: len(tree_row["results"][i].tree))
-        res = tree_row["results"][k]
-        prob = eval_problems[k]
-        files["tree_html"] = write_tree_html(
-            out / "tree.html", res.tree, decode=decode, chosen=res.node,
-            title=f"o1search {tree_row['method']} tree — {prob.id}",
-            meta={"problem": prob.question, "reference answer": prob.answer,
-                  "search answer": res.answer, "correct": tree_row["correct"][k],
-                  "method": tree_row["method"], "token budget": tree_row["budget"],
-                  "generated tokens": res.compute.generated_tokens})
-    done("outputs", t0)
-    bar.close()
-    report = {
-        "demo": "o1search",
-        "config": {k: (list(v) if isinstance(v, tuple) else v)
-                   for k, v in dataclasses.asdict(config).items()},
-        "policy": {"source": policy_source, "path": str(policy_dir),
-                   "parameters": sum(p.numel() for p in policy.parameters())},
-        "task": {"name": "countdown", "knobs": _task_knobs(policy_dir)},
-        "prm": {"problems": len(prm_probs), "solutions": len(flat),
-                "solution_accuracy": float(np.mean([t.reward >= 0.5 for t in flat])),
-                "labelled_steps": int(soft.size),
-                "mean_soft_label": float(soft.mean()) if soft.size else None,
-                "train_steps": prm_res.steps,
-                "loss_first": float(np.mean(prm_res.losses[:5])),
-                "loss_last": float(np.mean(prm_res.losses[-5:])),
-                "path": str(prm_path)},
-        "comparison": public_rows,
-        "rest": {"problems": len(rest_train), "eval_problems": len(rest_eval),
-                 "greedy_accuracy_before": acc_before, "greedy_accuracy_after": acc_after,
-                 "metrics": {k: round(float(v), 4) for k, v in metrics.items()}},
-        "files": {k: str(v) for k, v in files.items()},
-        "timings_s": timings,
-        "total_s": round(time.perf_counter() - t_start, 2),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg")
-                    else None, "torch_threads": torch.get_num_threads()},
-    }
-    files["report"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            if config.policy is not None and not Path(config.policy).expanduser().exists():
+                raise FileNotFoundError(f"no policy checkpoint at {config.policy!r}")
+            policy, tok = load_policy(config.policy)
+            policy_dir = Path(config.policy).expanduser() if config.policy else default_policy_path()
+            policy_source = "checkpoint" if config.policy else "shipped"
+            task = CountdownTask(**_task_knobs(policy_dir))
+        missing = sorted(set(task.alphabet()) - set(tok.get_vocab()))
+        if missing:
+            raise ValueError(f"the policy at {policy_dir} cannot write Countdown ({missing} are not "
+                             "in its vocabulary); use the shipped policy or --retrain-policy")
+        done("policy", t0)
+        say(f"policy: {policy_source} ({policy_dir}), "
+            f"{sum(p.numel() for p in policy.parameters())} parameters")
+
+        decode = make_decoder(tok)
+        test = task.problems("test")
+        eval_problems = test[: config.eval_problems]
+        seen = task.problems("train") + test
+        engine = Engine(policy, tok, num_pages=8192, page_size=16, max_batch_tokens=4096)
+        gen = EngineGenerator(engine, tok, step_delimiter="\n")
+        sampling = SamplingParams(temperature=1.0)
+
+        def as_search_problems(ps: Sequence[Any], seed: int) -> list[Any]:
+            from o1search.search import SearchProblem
+
+            return [SearchProblem(tuple(encode_prompt(tok, task.prompt(p))), p,
+                                  derive_seed(seed, p.id)) for p in ps]
+
+        # 2. PRM data: sample solutions of fresh problems, label steps by roll-outs -----------
+        t0 = stage("PRM data")
+        prm_probs = _fresh_problems(task, config.prm_problems, 1000 + config.seed, seen)
+        with torch.no_grad():
+            traces = sample_traces(gen, as_search_problems(prm_probs, config.seed),
+                                   config.prm_samples, sampling=sampling,
+                                   max_new_tokens=config.max_new_tokens, seed=config.seed,
+                                   verifier=task, decoder=decode)
+            flat = [t for ts in traces for t in ts]
+            labels = mc_step_labels(gen, task, flat, config.prm_rollouts, step_delimiter="\n",
+                                    tokenizer=tok, eos_token_ids=engine.eos_token_ids,
+                                    sampling=sampling, max_new_tokens=config.max_new_tokens,
+                                    seed=config.seed, decoder=decode)
+        examples = [lab.to_example(soft=True) for lab in labels if lab.step_ends]
+        soft = np.concatenate([lab.soft for lab in labels if lab.step_ends]) if examples \
+            else np.zeros(0)
+        done("prm_data", t0)
+
+        # 3. PRM training (initialised from the policy) ----------------------------------------
+        t0 = stage("PRM training")
+        prm = ProcessRewardModel(copy.deepcopy(policy), tok, step_delimiter="\n", aggregation="min")
+        if not examples:
+            raise ValueError("no PRM training data was produced (every sampled solution was "
+                             "empty); raise prm_problems or prm_samples")
+        prm_res = train_prm(prm, examples, PRMTrainConfig(learning_rate=1e-3, batch_size=32,
+                                                                num_epochs=config.prm_epochs,
+                                                                seed=config.seed))
+        prm_path = prm.save(work / "prm")
+        done("prm_training", t0)
+        say(f"PRM: {len(flat)} sampled solutions ({np.mean([t.reward >= 0.5 for t in flat]):.0%} "
+            f"correct), {soft.size} labelled steps, {prm_res.steps} steps, loss "
+            f"{np.mean(prm_res.losses[:5]):.3f} -> {np.mean(prm_res.losses[-5:]):.3f}")
+
+        # 4. Search comparison at equal token budgets -----------------------------------------
+        t0 = stage("search comparison")
+        rows: list[dict[str, Any]] = []
+        tree_row: dict[str, Any] | None = None
+        with torch.no_grad():
+            for name in config.methods:
+                for budget in ([None] if name == "greedy" else config.budgets):
+                    row = _search_method(name, budget, eval_problems, task, engine, tok, prm,
+                                         seed=config.seed, max_new_tokens=config.max_new_tokens,
+                                         progress=config.progress, has_prm=True,
+                                         temperature=config.temperature)
+                    rows.append(row)
+                    if name == config.tree_method:
+                        tree_row = row  # the largest budget's tree ends up in the viewer
+        done("search", t0)
+        public_rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                        if k not in ("results", "correct")} for r in rows]
+        table = format_table(public_rows)
+        say(f"\nsearch on {len(eval_problems)} held-out Countdown problems (PRM-guided, "
+            f"token budget per problem):\n{table}")
+
+        # 5. One search + learn round: ReST on verified search solutions ------------------------
+        t0 = stage("search + learn")
+        learner = copy.deepcopy(policy)
+        rest_cfg = ReSTConfig(
+            algorithm="best_of_n", num_samples=config.rest_samples,
+            max_new_tokens=config.max_new_tokens, seed=config.seed,
+            sft=SFTConfig(learning_rate=config.rest_lr, warmup_steps=min(10, config.rest_sft_steps // 3),
+                          max_steps=config.rest_sft_steps, batch_size=64, max_length=256,
+                          seed=config.seed, progress=config.progress))
+        trainer = ReSTTrainer(learner, tok, task, rest_cfg)
+        rest_eval = test[: config.rest_eval_problems]
+        rest_train = _fresh_problems(task, config.rest_problems, 2000 + config.seed, seen)
+        with torch.no_grad():
+            before, _ = trainer.greedy_solutions(rest_eval)
+        metrics = trainer.round(rest_train, 0)
+        with torch.no_grad():
+            after, _ = trainer.greedy_solutions(rest_eval)
+        acc_before = sum(x is not None for x in before) / len(rest_eval)
+        acc_after = sum(x is not None for x in after) / len(rest_eval)
+        save_checkpoint(work / "policy_after_rest", learner, tok)
+        done("rest", t0)
+        say(f"\nsearch + learn (one ReST round on {len(rest_train)} fresh problems: "
+            f"{int(metrics['search_solved'])} solved by search, {int(metrics['new_examples'])} "
+            f"verified solutions, {int(metrics['sft_steps'])} SFT steps):\n"
+            f"  greedy accuracy on {len(rest_eval)} held-out problems: {acc_before:.3f} -> "
+            f"{acc_after:.3f} ({acc_after - acc_before:+.3f})")
+
+        # 6. Outputs -------------------------------------------------------------------------
+        t0 = stage("outputs")
+        curves: dict[str, list[tuple[float, float]]] = {}
+        baselines: dict[str, float] = {}
+        for r in rows:
+            if r["method"] == "greedy":
+                baselines[f"greedy {r['accuracy']:.2f}"] = r["accuracy"]
+                curves["greedy"] = [(max(r["mean_generated_tokens"], 1.0), r["accuracy"])]
+            else:
+                curves.setdefault(r["method"], []).append((max(r["mean_generated_tokens"], 1.0),
+                                                           r["accuracy"]))
+        plot = plot_accuracy_vs_tokens(
+            curves, work / "accuracy_vs_tokens.png", baselines=baselines,
+            title=f"Countdown, {len(eval_problems)} held-out problems, PRM-guided search")
+        learning_plot = plot_learning_curves(
+            {"PRM training loss": prm_res.losses}, work / "learning_curves.png",
+            title="PRM training loss; greedy accuracy before/after ReST",
+            xlabel="optimizer step / ReST round", ylabel="loss",
+            secondary={"greedy accuracy": [(0, acc_before), (1, acc_after)]},
+            secondary_label="greedy accuracy")
+        files = {"report": work / "report.json", "plot": plot, "learning_plot": learning_plot,
+                 "prm": prm_path}
+        if tree_row is not None:
+            # The biggest tree shows the most search; len(tree) is its node count.
+            k = max(range(len(tree_row["results"])), key=lambda i: len(tree_row["results"][i].tree))
+            res = tree_row["results"][k]
+            prob = eval_problems[k]
+            files["tree_html"] = write_tree_html(
+                work / "tree.html", res.tree, decode=decode, chosen=res.node,
+                title=f"o1search {tree_row['method']} tree — {prob.id}",
+                meta={"problem": prob.question, "reference answer": prob.answer,
+                      "search answer": res.answer, "correct": tree_row["correct"][k],
+                      "method": tree_row["method"], "token budget": tree_row["budget"],
+                      "generated tokens": res.compute.generated_tokens})
+        done("outputs", t0)
+        bar.close()
+        report = {
+            "demo": "o1search",
+            "config": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in dataclasses.asdict(config).items()},
+            "policy": {"source": policy_source, "path": str(final(policy_dir)),
+                       "parameters": sum(p.numel() for p in policy.parameters())},
+            "task": {"name": "countdown", "knobs": _task_knobs(policy_dir)},
+            "prm": {"problems": len(prm_probs), "solutions": len(flat),
+                    "solution_accuracy": float(np.mean([t.reward >= 0.5 for t in flat])),
+                    "labelled_steps": int(soft.size),
+                    "mean_soft_label": float(soft.mean()) if soft.size else None,
+                    "train_steps": prm_res.steps,
+                    "loss_first": float(np.mean(prm_res.losses[:5])),
+                    "loss_last": float(np.mean(prm_res.losses[-5:])),
+                    "path": str(final(prm_path))},
+            "comparison": public_rows,
+            "rest": {"problems": len(rest_train), "eval_problems": len(rest_eval),
+                     "greedy_accuracy_before": acc_before, "greedy_accuracy_after": acc_after,
+                     "metrics": {k: round(float(v), 4) for k, v in metrics.items()}},
+            "files": {k: str(final(v)) for k, v in files.items()},
+            "timings_s": timings,
+            "total_s": round(time.perf_counter() - t_start, 2),
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg")
+                        else None, "torch_threads": torch.get_num_threads()},
+        }
+        files["report"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     say(f"\nwrote {out}/: report.json, accuracy_vs_tokens.png, learning_curves.png, tree.html, "
         f"prm/, policy_after_rest/  ({report['total_s']:.0f} s)")
-    return DemoResult(report=report, table=table, files=files)
+    return DemoResult(report=report, table=table,
+                      files={k: out / Path(v).relative_to(work) for k, v in files.items()})
 

@@ -201,9 +201,13 @@ def load_policy(
     else:
         root = Path(os.fspath(path)).expanduser()
         _check_checkpoint_dir(root)
+    check_checkpoint_files(root)
     config = AutoConfig.from_pretrained(root, local_files_only=True)
     try:
         model = AutoModelForCausalLM.from_pretrained(root, local_files_only=True, dtype=dtype)
+    except (OSError, RuntimeError) as exc:  # damage the checks above cannot see
+        raise ValueError(f"the checkpoint at {str(root)!r} cannot be loaded: "
+                         f"{' '.join(str(exc).split())[:300]}") from None
     except ValueError as exc:  # an architecture with no causal-LM head
         raise ValueError(
             f"{root} holds a {config.model_type!r} model, which is not a causal language "
@@ -238,6 +242,54 @@ def _load_tokenizer(root: Path) -> PreTrainedTokenizerBase:
     if declared in _GENERIC_TOKENIZER_CLASSES and (root / "tokenizer.json").is_file():
         return PreTrainedTokenizerFast.from_pretrained(root, local_files_only=True)
     return AutoTokenizer.from_pretrained(root, local_files_only=True)
+
+
+def check_json_file(path: Path) -> None:
+    """Raise ValueError naming ``path`` when it exists but is not valid JSON."""
+    if not path.is_file():
+        return
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} is damaged: not valid JSON ({exc}); restore it or "
+                         "save the checkpoint again") from None
+
+
+def check_safetensors_file(path: Path) -> None:
+    """Raise ValueError naming ``path`` when it is not a complete safetensors file (a torn
+    or truncated write): its header must parse and its tensors must fit the file."""
+    size = path.stat().st_size
+    damaged = f"{str(path)!r} is damaged (a truncated or torn write?)"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{damaged}: {size} bytes, shorter than a safetensors header")
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            raise ValueError(f"{damaged}: its header claims {n} bytes, the file has {size}")
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items()
+                       if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            raise ValueError(f"{damaged}: its header is not valid safetensors JSON") from None
+    if 8 + n + end > size:
+        raise ValueError(f"{damaged}: its tensors need {8 + n + end} bytes, the file has {size}")
+
+
+def check_checkpoint_files(root: Path) -> None:
+    """Check the JSON and safetensors files of a checkpoint directory before loading, so a
+    damaged file is named in one line instead of failing deep inside a loader.
+
+    Raises:
+        ValueError: a file is damaged; the message names it.
+    """
+    for name in ("config.json", "generation_config.json", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json",
+                 "model.safetensors.index.json"):
+        check_json_file(root / name)
+    for weights in sorted(root.glob("*.safetensors")):
+        check_safetensors_file(weights)
 
 
 def _check_checkpoint_dir(root: Path) -> None:

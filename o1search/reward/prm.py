@@ -279,7 +279,13 @@ class ScalarHeadModel(torch.nn.Module):
         if not cfg_file.is_file() or not (root / HEAD_FILE).is_file():
             raise FileNotFoundError(f"{str(root)!r} is not a reward model checkpoint (needs "
                                     f"{REWARD_CONFIG_FILE} and {HEAD_FILE})")
+        from o1search.policy.model import check_checkpoint_files, check_json_file
+
+        check_json_file(cfg_file)
+        check_checkpoint_files(root)  # the backbone's and the head's files, named if damaged
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"{str(cfg_file)!r} is damaged: not a JSON object")
         if meta.get("kind") != cls.kind:
             raise ValueError(f"{str(root)!r} holds a {meta.get('kind')!r} model, not a "
                              f"{cls.kind!r} one")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from typing import Any
 
 from o1search.reward.verifiers import MathAnswerVerifier, Verifier, VerifyResult
 from o1search.tasks.base import Problem, Task, check_completion_type
+
+#: The longest reference answer accepted (characters): far beyond any real answer, and
+#: short enough that verifiers never meet a number too long to convert.
+MAX_ANSWER_CHARS = 1000
 
 __all__ = ["JsonlTask"]
 
@@ -105,6 +110,9 @@ class JsonlTask(Task):
                     raise ValueError(
                         f"{self.path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
                     ) from None
+                except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+                    raise ValueError(f"{self.path}:{lineno}: {' '.join(str(exc).split()[:8])}"
+                                     " (give very long numbers as strings)") from None
                 if not isinstance(rec, dict):
                     raise ValueError(
                         f"{self.path}:{lineno}: expected a JSON object, got {type(rec).__name__}"
@@ -116,11 +124,19 @@ class JsonlTask(Task):
                         f"{self.path}:{lineno}: field {self.question_field!r} must be a "
                         f"string, got {type(question).__name__}"
                     )
-                if isinstance(answer, (dict, list)) or answer is None:
+                if isinstance(answer, (dict, list, bool)) or answer is None:
                     raise ValueError(
                         f"{self.path}:{lineno}: field {self.answer_field!r} must be a string "
-                        f"or a number, got {type(answer).__name__}"
+                        f"or a number, got {json.dumps(answer)}"
                     )
+                if isinstance(answer, float) and not math.isfinite(answer):
+                    raise ValueError(
+                        f"{self.path}:{lineno}: field {self.answer_field!r} is {answer}, "
+                        "which no answer can equal; give a finite number or a string")
+                if len(str(answer)) > MAX_ANSWER_CHARS:
+                    raise ValueError(
+                        f"{self.path}:{lineno}: field {self.answer_field!r} is "
+                        f"{len(str(answer)):,} characters long (at most {MAX_ANSWER_CHARS:,})")
                 solution: tuple[str, ...] = ()
                 if self.solution_field is not None:
                     sol = self._field(rec, self.solution_field, lineno)
