@@ -4,7 +4,7 @@ Used by ``benchmarks/bench_search.py`` and the CLI demo. Everything goes through
 layer's :class:`~o1search.protocols.Generator` / :class:`~o1search.protocols.Evaluator`
 protocols, so the same functions run on the real policy (an
 :class:`~o1search.search.EngineGenerator` over an :class:`~o1search.engine.Engine`) and on the
-scripted toy policy of :mod:`o1search.search.toy`.
+scripted toy policy of :mod:`o1search.testing.toy`.
 
 * :func:`greedy_accuracy` — one greedy completion per problem, judged by the task.
 * :func:`method_config` — the config a method gets for a *token budget* (generated tokens per

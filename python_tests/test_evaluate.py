@@ -12,7 +12,7 @@ import pytest
 
 from o1search import evaluate as ev
 from o1search.search import BeamConfig, BestOfNConfig, MCTSConfig, SearchProblem
-from o1search.search.toy import EOS, ToyPolicy, ToyPRM, ToyVerifier
+from o1search.testing.toy import EOS, ToyPolicy, ToyPRM, ToyVerifier
 
 COMPLETION = 7  # toy: 3 action steps of (action, DELIM) + EOS
 

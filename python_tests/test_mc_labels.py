@@ -8,7 +8,7 @@ import pytest
 
 from o1search.reward import PRMExample, SampledTrace, mc_step_labels, sample_traces
 from o1search.protocols import SearchProblem
-from o1search.search.toy import DELIM, EOS, ToyPolicy, ToyVerifier
+from o1search.testing.toy import DELIM, EOS, ToyPolicy, ToyVerifier
 
 P, H = 0.5, 3
 

@@ -42,7 +42,7 @@ from o1search.search import (
     weighted_vote,
 )
 from o1search.search.beam import split_evenly
-from o1search.search.toy import EOS, REVISE, ToyPolicy, ToyPRM, ToyVerifier
+from o1search.testing.toy import EOS, REVISE, ToyPolicy, ToyPRM, ToyVerifier
 
 # --------------------------------------------------------------------------- helpers
 

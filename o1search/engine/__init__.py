@@ -6,9 +6,8 @@ dataclasses, :class:`KVPool`, :class:`ModelRunner` and the attention-backend reg
 
 from __future__ import annotations
 
-from o1search.engine.attention import (
-    AttentionBackend,
-    TorchAttentionBackend,
+from o1search.engine.attention import AttentionBackend, TorchAttentionBackend
+from o1search.engine.backends import (
     available_attention_backends,
     get_attention_backend,
     register_attention_backend,

@@ -7,9 +7,11 @@ sequence sits at ``(block_table[b, t // page_size], t % page_size)``, i.e. at th
 ``page * page_size + offset``.
 
 The model runner only calls the methods of :class:`AttentionBackend`, so a new backend (Triton,
-flash-attn) plugs in by subclassing it and calling :func:`register_attention_backend`; the
-runner does not change. ``torch`` is the reference (and the CPU path): plain tensor ops, no
-custom kernels.
+flash-attn) plugs in by subclassing it and calling
+:func:`o1search.engine.backends.register_attention_backend`; the runner does not change. This
+module holds only the interface and the torch backends; the registry that knows every backend
+(and chooses one) is :mod:`o1search.engine.backends`. ``torch`` is the reference (and the CPU
+path): plain tensor ops, no custom kernels.
 
 Shapes (all tensors on the cache's device):
 
@@ -34,7 +36,7 @@ that cannot honour it sets ``supports_sliding_window = False`` and the runner th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -42,9 +44,6 @@ __all__ = [
     "AttentionBackend",
     "TorchAttentionBackend",
     "TorchCascadeAttentionBackend",
-    "available_attention_backends",
-    "get_attention_backend",
-    "register_attention_backend",
 ]
 
 
@@ -391,89 +390,3 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tenso
         outs.append(torch.matmul(torch.exp(scores - safe[..., None]), vh))
         lses.append(lse)
     return torch.stack(outs, 1), torch.stack(lses, 1)
-
-
-def _triton_backend() -> AttentionBackend:
-    # Imported on first use: the kernels need triton, which is an optional extra.
-    from o1search.engine.triton_backend import TritonAttentionBackend
-
-    return TritonAttentionBackend()
-
-
-def _flash_attn_backend() -> AttentionBackend:
-    from o1search.engine.triton_backend import FlashAttnBackend
-
-    return FlashAttnBackend()
-
-
-_REGISTRY: dict[str, Callable[[], AttentionBackend]] = {
-    "torch": TorchAttentionBackend,
-    "torch_cascade": TorchCascadeAttentionBackend,
-    "triton": _triton_backend,
-    "flash_attn": _flash_attn_backend,
-}
-
-
-def register_attention_backend(name: str, factory: Callable[[], AttentionBackend]) -> None:
-    """Register (or replace) a backend under ``name``.
-
-    Parameters
-    ----------
-    name : str
-        Name passed to :func:`get_attention_backend` (e.g. ``"triton"``).
-    factory : callable
-        Called with no arguments; returns an :class:`AttentionBackend`. It may raise
-        ``ImportError``/``RuntimeError`` when the backend cannot run here.
-    """
-    if not name or name == "auto":
-        raise ValueError(f"invalid backend name {name!r}")
-    _REGISTRY[name] = factory
-
-
-def available_attention_backends() -> list[str]:
-    """Names of the registered backends (whether they can run here or not)."""
-    return sorted(_REGISTRY)
-
-
-def get_attention_backend(name: str = "auto", device: torch.device | str | None = None
-                          ) -> AttentionBackend:
-    """Return the backend called ``name``.
-
-    Parameters
-    ----------
-    name : str
-        ``"torch"``, ``"triton"``, ``"flash_attn"`` or any registered name, or ``"auto"``:
-        the first of ``triton``, ``flash_attn`` that loads on a CUDA ``device``, else
-        ``torch_cascade`` (the torch backend with shared-prefix decode).
-    device : torch.device or str, optional
-        Device the caches live on (only ``"auto"`` looks at it).
-
-    Returns
-    -------
-    AttentionBackend
-
-    Raises
-    ------
-    ValueError
-        Unknown name.
-    RuntimeError
-        The backend is registered but cannot run here (its factory failed).
-    """
-    if name == "auto":
-        dev = torch.device(device) if device is not None else torch.device("cpu")
-        if dev.type == "cuda":
-            for candidate in ("triton", "flash_attn"):
-                if candidate in _REGISTRY:
-                    try:
-                        return _REGISTRY[candidate]()
-                    except (ImportError, RuntimeError):
-                        continue
-        return TorchCascadeAttentionBackend()
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown attention backend {name!r}; registered: {available_attention_backends()} "
-            "(or 'auto')")
-    try:
-        return _REGISTRY[name]()
-    except ImportError as exc:
-        raise RuntimeError(f"attention backend {name!r} cannot be loaded here: {exc}") from exc

@@ -36,7 +36,7 @@ import torch
 
 from o1search._tokens import as_token_ids
 from o1search._native import InternalError, OutOfPagesError
-from o1search.engine.attention import get_attention_backend
+from o1search.engine.backends import get_attention_backend
 from o1search.engine.model_runner import ModelRunner, paged_runner_unsupported_reason
 from o1search.engine.sampling import ExcludedSteps, SamplingParams, StopRule, sample_tokens
 

@@ -1,10 +1,8 @@
 """Engine attention backends built on these kernels: ``triton`` and (optionally) ``flash_attn``.
 
-They implement :class:`o1search.engine.attention.AttentionBackend`; the engine registers them::
-
-    from o1search.engine.triton_backend import FlashAttnBackend, TritonAttentionBackend
-    register_attention_backend("triton", TritonAttentionBackend)
-    register_attention_backend("flash_attn", FlashAttnBackend)
+They implement :class:`o1search.engine.attention.AttentionBackend` (the only engine module this
+one imports); the registry :mod:`o1search.engine.backends` loads them on first use under the
+names ``"triton"`` and ``"flash_attn"``.
 
 Both constructors raise ``ImportError`` when they cannot run here (no triton; no flash-attn or no
 GPU), which ``get_attention_backend("auto")`` treats as "skip this one". Neither honours

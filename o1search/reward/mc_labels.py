@@ -9,7 +9,7 @@ solution is a terminal state: its label is the solution's own verdict, no rollou
 Everything goes through the search layer's :class:`~o1search.protocols.Generator`
 protocol, so the same code runs on :class:`~o1search.search.EngineGenerator` (the real
 policy; all prefixes × ``k`` of a batch travel in one ``Engine.expand`` call and share the
-engine's prefix cache) and on the scripted :class:`~o1search.search.toy.ToyPolicy`.
+engine's prefix cache) and on the scripted :class:`~o1search.testing.toy.ToyPolicy`.
 Identical step prefixes (two samples that start alike) are rolled out once.
 
 Randomness is counter based: the rollouts of a state are seeded from the problem's seed, the

@@ -6,8 +6,8 @@ continuations of token prefixes) and an :class:`Evaluator` (values of paths), ex
 frozen dataclasses of :mod:`o1search.protocols`, run a batch of problems in lockstep
 (:class:`Search`), and return one :class:`SearchResult` per problem with its tree and its
 compute. :class:`EngineGenerator` and :class:`VerifierEvaluator` connect them to
-``o1search.engine`` and ``o1search.tasks``; :mod:`o1search.search.toy` is a scripted policy
-with a known best answer.
+``o1search.engine`` and ``o1search.tasks``; :mod:`o1search.testing.toy` is a scripted policy
+with a known best answer (for tests and examples).
 """
 
 from __future__ import annotations
