@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -334,6 +335,19 @@ def _load_task(spec: str, policy_dir: Path | None, *, question_field: str = "que
     return get_task(spec)
 
 
+def _warn_unrepresentable(tok: Any, task: Any, problems: Sequence[Any]) -> None:
+    """One stderr line when prompts hold characters the tokenizer turns into <unk>: the
+    policy would read something other than the user's text, silently."""
+    from o1search.policy.model import unrepresentable_chars
+
+    bad = unrepresentable_chars(tok, [task.prompt(p) for p in problems])
+    if bad:
+        shown = "".join(bad[:20]) + ("..." if len(bad) > 20 else "")
+        print(f"o1search: warning: {len(bad)} characters of the prompts are not in the "
+              f"policy's vocabulary and become {tok.unk_token!r}: {shown!r}; use a policy "
+              "whose tokenizer covers this text (--model)", file=sys.stderr)
+
+
 def _task_knobs(policy_dir: Path | None) -> dict[str, Any]:
     knobs = dict(_DEFAULT_KNOBS)
     if policy_dir is not None:
@@ -385,6 +399,7 @@ def run_search(config: SearchRunConfig) -> dict[str, Any]:
     problems = task.problems(config.split)[: config.problems]
     if not problems:
         raise ValueError(f"task {config.task!r} has no {config.split} problems")
+    _warn_unrepresentable(tok, task, problems)
     if config.prm is not None:
         from o1search.reward import ProcessRewardModel
 
@@ -525,6 +540,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     if not train:
         raise ValueError(f"task {config.task!r} has no training problems")
     test = task.problems("test")[: config.eval_problems]
+    _warn_unrepresentable(tok, task, train + test)
 
     def greedy() -> float | None:
         if not test:

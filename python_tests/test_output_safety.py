@@ -237,3 +237,21 @@ def test_bad_jsonl_answers_name_file_and_line(tmp_path, capsys, answer, needle):
     msg = one_line_error(capsys, main(["search", "--task", str(f), "--problems", "1",
                                        "--no-progress"]), needle)
     assert f"{f}:2:" in msg
+
+
+def test_unrepresentable_prompt_characters_are_warned_about(tmp_path, capsys):
+    from o1search.policy.model import unrepresentable_chars
+
+    _, tok = load_policy()
+    text = "Πόσο 2+2 😀"
+    vocab = tok.get_vocab()  # the character policy: one token per known character
+    expected = sorted({c for c in text if not c.isspace() and c not in vocab})
+    assert expected and unrepresentable_chars(tok, [text]) == expected
+    assert unrepresentable_chars(tok, ["12+3=15"]) == []
+    f = tmp_path / "greek.jsonl"
+    f.write_text("".join(json.dumps({"question": f"Πόσο κάνει {i}+1", "answer": i + 1}) + "\n"
+                         for i in range(4)))
+    assert main(["search", "--task", str(f), "--split", "train", "--problems", "1",
+                 "--algo", "greedy", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "o1search: warning:" in err and "<unk>" in err and "Π" in err

@@ -354,6 +354,25 @@ def format_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
     return text
 
 
+def unrepresentable_chars(tokenizer: PreTrainedTokenizerBase, texts: Any) -> list[str]:
+    """The characters of ``texts`` that ``tokenizer`` can only write as its unknown token
+    (e.g. the shipped character policy meeting English, Greek or emoji), sorted.
+
+    Parameters:
+        tokenizer: a tokenizer; one without an unknown token represents everything.
+        texts: an iterable of strings.
+
+    Returns:
+        The characters that encode to ``unk_token_id`` (empty when all are representable).
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return []
+    chars = {c for t in texts for c in t if not c.isspace()}
+    return sorted(c for c in chars
+                  if unk in tokenizer(c, add_special_tokens=False)["input_ids"])
+
+
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     """The token ids the policy continues for a task prompt: :func:`format_prompt`, then
     encoded once (ids, not text, travel from here on).
