@@ -39,8 +39,8 @@ from typing import Any, Iterator
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["Checkpoint", "EXTRA_STATE_FILE", "MARKER_FILE", "OutputPathError",
-           "atomic_output_dir", "check_output_dir", "check_output_file", "load_checkpoint", "output_state",
+__all__ = ["Checkpoint", "EXTRA_STATE_FILE", "LATEST_FILE", "MARKER_FILE", "OutputPathError",
+           "atomic_output_dir", "check_output_dir", "check_output_file", "load_checkpoint", "output_state", "record_entries", "resolve_latest", "set_latest",
            "recover_checkpoint", "save_checkpoint"]
 
 EXTRA_STATE_FILE = "extra_state.pt"
@@ -242,6 +242,53 @@ def check_output_file(path: str | os.PathLike[str], *, what: str = "output file"
     return target
 
 
+LATEST_FILE = "latest"
+
+
+def record_entries(path: str | os.PathLike[str], *, kind: str, add: Any = ()) -> None:
+    """Add ``add`` (entry names a run just wrote, e.g. ``round-2``) to the marker of an output
+    directory, atomically. Only names written by this library are ever listed, so files of
+    the user's in an ``overwrite`` directory never become replaceable."""
+    target = Path(os.fspath(path))
+    marker = _marker(target)
+    names = set(marker["files"]) if marker is not None else set()
+    names.update(add)
+    _write_text_atomic(target / MARKER_FILE, json.dumps(
+        {"format": _MARKER_FORMAT, "kind": kind, "files": sorted(names)}, indent=2) + "\n")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}{_TMP_TAG}{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    _fsync_path(tmp)
+    os.replace(tmp, path)
+    _fsync_path(path.parent, directory=True)
+
+
+def set_latest(run_dir: str | os.PathLike[str], name: str, *, kind: str) -> None:
+    """Point ``run_dir/latest`` at the checkpoint ``run_dir/name`` (atomically) and record
+    the run directory's entries in its marker."""
+    target = Path(os.fspath(run_dir))
+    if os.path.basename(name) != name or not (target / name).is_dir():
+        raise ValueError(f"{name!r} is not a checkpoint folder inside {str(target)!r}")
+    _write_text_atomic(target / LATEST_FILE, name + "\n")
+    record_entries(target, kind=kind, add=(name, LATEST_FILE))
+
+
+def resolve_latest(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or for a run directory (no ``config.json``, a ``latest`` pointer)
+    the checkpoint the pointer names."""
+    root = Path(os.fspath(path)).expanduser()
+    pointer = root / LATEST_FILE
+    if not (root / "config.json").is_file() and pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip()
+        if not name or os.path.basename(name) != name or not (root / name).is_dir():
+            raise ValueError(f"{str(pointer)!r} names {name!r}, which is not a checkpoint "
+                             "folder beside it")
+        return root / name
+    return root
+
+
 def _swap_into_place(tmp: Path, target: Path) -> None:
     """Put the complete directory ``tmp`` at ``target`` (two renames, see the docstring)."""
     backup = None
@@ -389,7 +436,7 @@ def load_checkpoint(
     """
     from o1search.policy.model import load_policy
 
-    target = Path(os.fspath(path))
+    target = resolve_latest(path)
     recover_checkpoint(target)
     model, tokenizer = load_policy(target, device=device, dtype=dtype)
     extra: dict[str, Any] = {}

@@ -160,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, learning_rate=args.lr, eval_problems=args.eval_problems,
         question_field=args.question_field, answer_field=args.answer_field,
         solution_field=args.solution_field, seed=args.seed, progress=not args.no_progress,
-        overwrite=args.overwrite)
+        overwrite=args.overwrite, resume=args.resume)
     out = run_train(config)
     b, a = out["greedy_accuracy_before"], out["greedy_accuracy_after"]
     if b is not None:
@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write into a folder that holds other files (they are kept), or over "
                     "the input checkpoint")
     pt.add_argument("--model", default=None, help="start from this checkpoint")
+    pt.add_argument("--resume", action="store_true",
+                    help="continue the ReST run in --out from its latest round (same options; "
+                    "--rounds may grow)")
     pt.add_argument("--steps", type=int, default=200, help="SFT steps / GRPO batches")
     pt.add_argument("--rounds", type=int, default=1, help="ReST rounds")
     pt.add_argument("--problems", type=int, default=256, help="training problems")

@@ -442,6 +442,7 @@ def run_search(config: SearchRunConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- train
 #: Trainers ``o1search train`` runs.
 TRAIN_ALGORITHMS = ("sft", "rest", "grpo")
+_TRAIN_RUN = "train-run"  # the output marker's kind of a ReST run folder
 
 
 @dataclasses.dataclass
@@ -471,6 +472,7 @@ class TrainRunConfig:
     progress: bool = _f(True, "progress bars")
     overwrite: bool = _f(False, "write into a folder of other files (they are kept), or over "
                                 "the input checkpoint")
+    resume: bool = _f(False, "continue the ReST run in ``out`` from its latest round")
 
     def __post_init__(self) -> None:
         if self.algo not in TRAIN_ALGORITHMS:
@@ -487,6 +489,9 @@ class TrainRunConfig:
             raise ValueError("grpo needs samples >= 2 (a group baseline)")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.resume and self.algo != "rest":
+            raise ValueError("--resume continues a ReST run (--algo rest); sft and grpo "
+                             "write one checkpoint at the end")
 
 
 def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = print
@@ -508,7 +513,13 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     """
     if config.model is not None and not Path(config.model).exists():
         raise FileNotFoundError(f"no policy checkpoint at {config.model!r}")
-    from o1search.checkpoint import OutputPathError, check_output_dir
+    from o1search.checkpoint import (
+        LATEST_FILE,
+        OutputPathError,
+        atomic_output_dir,
+        check_output_dir,
+        set_latest,
+    )
 
     # The output is checked before any work: a bad --out must not cost a training run.
     out = check_output_dir(config.out, overwrite=config.overwrite, what="--out")
@@ -532,7 +543,22 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
                         answer_field=config.answer_field, solution_field=config.solution_field)
     else:
         task = _load_task(config.task, policy_dir)
-    if config.algo == "sft" and config.model is None:
+    fingerprint = {k: v for k, v in dataclasses.asdict(config).items()
+                   if k not in ("rounds", "progress", "resume", "overwrite")}
+    resume_state: dict[str, Any] | None = None
+    if config.resume:
+        from o1search.checkpoint import load_checkpoint
+
+        if not (out / LATEST_FILE).is_file():
+            raise OutputPathError(f"--resume: {config.out!r} holds no ReST run to continue (no "
+                                  "'latest' round); start it without --resume")
+        ck = load_checkpoint(out)
+        model, tok = ck.model, ck.tokenizer
+        resume_state = ck.extra_state.get("train_run")
+        if not isinstance(resume_state, dict) or resume_state.get("config") != fingerprint:
+            raise ValueError(f"--resume: the run in {config.out!r} was started with other "
+                             "options; resume it with the same ones (only --rounds may change)")
+    elif config.algo == "sft" and config.model is None:
         model, tok = build_default_policy(task)
     else:
         model, tok = load_policy(config.model)
@@ -548,8 +574,9 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
         with torch.no_grad():
             return evaluate_policy(model, tok, task, test, max_new_tokens=96).accuracy
 
-    before = greedy()
-    metrics: list[dict[str, float]] = []
+    before = greedy() if resume_state is None else resume_state["before"]
+    metrics: list[dict[str, float]] = [] if resume_state is None else \
+        [dict(m) for m in resume_state["metrics"]]
     if config.algo == "sft":
         rng = random.Random(f"train-demos:{config.seed}")
         examples = [(task.prompt(p), task.demonstration(p, rng)) for p in train]
@@ -573,10 +600,25 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
                           warmup_steps=min(10, config.steps // 3), max_steps=config.steps,
                           batch_size=64, max_length=256, seed=config.seed,
                           progress=config.progress)))
-        for r in range(config.rounds):
+        # ``out`` is a run folder: round-N/ checkpoints and a ``latest`` pointer, written after
+        # every round, so an interrupted run loses at most the round in progress (--resume).
+        start = 0
+        if resume_state is None:
+            with atomic_output_dir(out, kind=_TRAIN_RUN, overwrite=config.overwrite):
+                pass  # a fresh, empty run folder (an earlier run of ours is replaced)
+        else:
+            start = int(resume_state["round"])
+            trainer.load_state_dict(resume_state["trainer"])
+            say(f"resuming {config.out} after round {start}")
+        for r in range(start, config.rounds):
             m = {k: float(v) for k, v in trainer.round(train, r).items()}
             metrics.append(m)
             say(json.dumps({"round": r, **{k: round(v, 4) for k, v in m.items()}}))
+            name = f"round-{r + 1}"
+            save_checkpoint(out / name, model, tok, extra_state={"train_run": {
+                "round": r + 1, "trainer": trainer.state_dict(), "metrics": metrics,
+                "before": before, "config": fingerprint}})
+            set_latest(out, name, kind=_TRAIN_RUN)
     else:
         from o1search.learn.grpo import GRPOTrainer
         from o1search.learn.grpo_config import GRPOConfig
@@ -598,7 +640,10 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     if before is not None and after is not None and after < before:
         say(f"warning: greedy accuracy fell from {before:.3f} to {after:.3f} on "
             f"{len(test)} test problems; the input checkpoint is unchanged")
-    ckpt = save_checkpoint(out, model, tok, overwrite=config.overwrite)
+    if config.algo == "rest":
+        ckpt = out / (out / LATEST_FILE).read_text(encoding="utf-8").strip()
+    else:
+        ckpt = save_checkpoint(out, model, tok, overwrite=config.overwrite)
     return {"config": dataclasses.asdict(config), "metrics": metrics,
             "greedy_accuracy_before": before, "greedy_accuracy_after": after,
             "checkpoint": str(ckpt)}

@@ -255,3 +255,66 @@ def test_unrepresentable_prompt_characters_are_warned_about(tmp_path, capsys):
                  "--algo", "greedy", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "o1search: warning:" in err and "<unk>" in err and "Π" in err
+
+
+# ------------------------------------------------------------------- train rounds, resume
+REST = ["train", "--algo", "rest", "--steps", "3", "--problems", "8", "--samples", "2",
+        "--eval-problems", "0", "--no-progress"]
+
+
+def weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_rest_killed_between_rounds_resumes_to_the_same_weights(cwd, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import o1search
+    import torch
+
+    assert main([*REST, "--rounds", "3", "--out", "straight"]) == 0
+    assert (cwd / "straight" / "latest").read_text().strip() == "round-3"
+    env = {**os.environ, "PYTHONPATH": str(Path(o1search.__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "o1search", *REST, "--rounds", "3",
+                             "--out", "killed"], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while not (cwd / "killed" / "latest").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, "no round finished"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)  # right after round 1 is on disk
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (cwd / "killed" / "latest").read_text().strip() != "round-3"  # it really was cut
+    capsys.readouterr()
+    assert main([*REST, "--rounds", "3", "--out", "killed", "--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    a, b = weights(cwd / "straight" / "round-3"), weights(cwd / "killed" / "round-3")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    # The run folder loads as its latest round.
+    loaded = load_policy(cwd / "killed")[0].state_dict()
+    for k in b:
+        torch.testing.assert_close(loaded[k], b[k], rtol=0, atol=0)
+
+
+def test_resume_refuses_other_options_and_a_folder_without_a_run(cwd, capsys):
+    assert main([*REST, "--rounds", "1", "--out", "run"]) == 0
+    capsys.readouterr()
+    before = snapshot(cwd)
+    one_line_error(capsys, main([*REST, "--rounds", "2", "--seed", "5", "--out", "run",
+                                 "--resume"]), "other options")
+    assert main([*SFT, "--out", "plain"]) == 0
+    capsys.readouterr()
+    one_line_error(capsys, main([*REST, "--out", "plain", "--resume"]), "no ReST run")
+    one_line_error(capsys, main([*SFT, "--out", "plain", "--resume"]), "--algo rest")
+    assert {k: v for k, v in snapshot(cwd).items() if not k.startswith("plain")} == before

@@ -199,7 +199,9 @@ def load_policy(
                 "`python tools/train_default_policy.py`"
             )
     else:
-        root = Path(os.fspath(path)).expanduser()
+        from o1search.checkpoint import resolve_latest  # a train run: its latest round
+
+        root = resolve_latest(path)
         _check_checkpoint_dir(root)
     check_checkpoint_files(root)
     config = AutoConfig.from_pretrained(root, local_files_only=True)
