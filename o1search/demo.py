@@ -612,6 +612,14 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
             say(f"resuming {config.out} after round {start}")
         for r in range(start, config.rounds):
             m = {k: float(v) for k, v in trainer.round(train, r).items()}
+            if test:
+                model.eval()
+                m["greedy_accuracy"] = float(greedy())  # type: ignore[arg-type]
+                prev = metrics[-1].get("greedy_accuracy", before) if metrics else before
+                if prev is not None and m["greedy_accuracy"] < prev:
+                    say(f"warning: round {r + 1} lowered greedy accuracy on {len(test)} test "
+                        f"problems from {prev:.3f} to {m['greedy_accuracy']:.3f}; earlier "
+                        f"rounds stay in {config.out}/round-N")
             metrics.append(m)
             say(json.dumps({"round": r, **{k: round(v, 4) for k, v in m.items()}}))
             name = f"round-{r + 1}"
@@ -919,7 +927,9 @@ def run_demo(config: DemoConfig, *, echo: Callable[[str], None] | None = print) 
             secondary={"greedy accuracy": [(0, acc_before), (1, acc_after)]},
             secondary_label="greedy accuracy")
         files = {"report": work / "report.json", "plot": plot, "learning_plot": learning_plot,
-                 "prm": prm_path}
+                 "prm": prm_path, "policy_after_rest": work / "policy_after_rest"}
+        if config.retrain_policy:
+            files["policy"] = policy_dir
         if tree_row is not None:
             # The biggest tree shows the most search; len(tree) is its node count.
             k = max(range(len(tree_row["results"])), key=lambda i: len(tree_row["results"][i].tree))

@@ -220,6 +220,17 @@ def test_demo_writes_its_outputs(tiny_demo):
         assert method in res.table
 
 
+def test_demo_report_describes_exactly_the_files_beside_it(tiny_demo):
+    from o1search.checkpoint import MARKER_FILE, output_state
+
+    res, out = tiny_demo
+    report = json.loads((out / "report.json").read_text())
+    listed = {Path(p) for p in report["files"].values()}
+    assert all(p.exists() and p.parent == out for p in listed)
+    assert {p.name for p in listed} | {MARKER_FILE} == {p.name for p in out.iterdir()}
+    assert report["prm"]["path"] == str(out / "prm") and output_state(out) == "ours"
+
+
 def test_demo_accuracies_match_an_independent_greedy_evaluation(tiny_demo):
     """Greedy accuracy in the comparison and before ReST equal ``model.generate`` greedy."""
     from o1search.demo import _load_task
