@@ -303,13 +303,16 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
 
 def _merge_into(tmp: Path, target: Path) -> None:
     """``overwrite`` into a directory of other files: move each new entry in, replacing a
-    same-named file or an output directory of ours, never another directory."""
+    same-named file or an output directory of ours; a same-named directory of other files is
+    never deleted but renamed aside to ``NAME.kept-N``."""
     for entry in sorted(tmp.iterdir()):
         dest = target / entry.name
         if dest.is_dir() and not dest.is_symlink():
             if output_state(dest) not in ("empty", "ours"):
-                raise OutputPathError(
-                    f"{str(dest)!r} is a folder of other files; o1search will not delete it")
+                n = 1
+                while (target / f"{entry.name}.kept-{n}").exists():
+                    n += 1
+                os.replace(dest, target / f"{entry.name}.kept-{n}")
             _swap_into_place(entry, dest)
         else:
             os.replace(entry, dest)

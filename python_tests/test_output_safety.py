@@ -318,3 +318,13 @@ def test_resume_refuses_other_options_and_a_folder_without_a_run(cwd, capsys):
     one_line_error(capsys, main([*REST, "--out", "plain", "--resume"]), "no ReST run")
     one_line_error(capsys, main([*SFT, "--out", "plain", "--resume"]), "--algo rest")
     assert {k: v for k, v in snapshot(cwd).items() if not k.startswith("plain")} == before
+
+
+def test_overwrite_renames_a_same_named_user_folder_aside(tmp_path):
+    d = user_folder(tmp_path)
+    with atomic_output_dir(d, kind="demo-run", overwrite=True) as work:
+        (work / "sub").mkdir()
+        (work / "sub" / "new.txt").write_text("ours")
+    assert (d / "sub" / "new.txt").read_text() == "ours"
+    assert (d / "sub.kept-1" / "data.csv").read_text() == "a,b\n1,2\n"
+    assert (d / "thesis.txt").read_text() == "four years of work\n"
