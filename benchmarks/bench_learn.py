@@ -79,7 +79,7 @@ from o1search.learn import (  # noqa: E402
     save_checkpoint,
     train_sft,
 )
-from o1search.learn._common import engine_for  # noqa: E402
+from o1search.learn.rollouts import engine_for  # noqa: E402
 from o1search.policy import (  # noqa: E402
     PolicyConfig,
     build_default_policy,

@@ -26,7 +26,9 @@ from o1search.learn import (
     collect_solutions,
     step_preference_pairs,
 )
-from o1search.learn._common import engine_for, frozen_copy, pad_completions, token_logprobs
+from o1search.learn.optim import frozen_copy
+from o1search.learn.rollouts import engine_for
+from o1search.learn.token_batches import pad_completions, token_logprobs
 from o1search.policy import PolicyConfig, build_default_policy, encode_prompt
 
 

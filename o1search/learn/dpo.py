@@ -22,9 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from o1search.learn._common import check_finite, frozen_copy, make_optimizer, pad_completions
-from o1search.learn._common import token_logprobs
 from o1search.learn.dpo_config import DPO_LOSS_TYPES, PAIR_MODES, DPOConfig
+from o1search.learn.optim import check_finite, frozen_copy, make_optimizer
+from o1search.learn.token_batches import pad_completions, token_logprobs
 
 __all__ = ["DPOResult", "DPOTrainer", "StepPair", "dpo_loss", "step_preference_pairs"]
 

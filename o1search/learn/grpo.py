@@ -22,17 +22,10 @@ from typing import Any
 
 import torch
 
-from o1search.learn._common import (
-    check_finite,
-    engine_for,
-    frozen_copy,
-    make_optimizer,
-    pad_completions,
-    sample_rollouts,
-    shuffled_minibatches,
-    token_logprobs,
-)
 from o1search.learn.grpo_config import GRPO_LOSS_TYPES, GRPOConfig
+from o1search.learn.optim import check_finite, frozen_copy, make_optimizer
+from o1search.learn.rollouts import engine_for, sample_rollouts
+from o1search.learn.token_batches import pad_completions, shuffled_minibatches, token_logprobs
 
 __all__ = [
     "GRPOTrainer",

@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 
-from o1search.learn._common import engine_for
 from o1search.checkpoint import load_checkpoint, save_checkpoint
 from o1search.learn.dpo import DPOTrainer, step_preference_pairs
 from o1search.learn.grpo import GRPOTrainer
@@ -33,6 +32,7 @@ from o1search.learn.logging import MetricsLogger
 from o1search.learn.loop_config import LoopConfig
 from o1search.learn.ppo import PPOTrainer
 from o1search.learn.rest import ReSTTrainer
+from o1search.learn.rollouts import engine_for
 
 __all__ = ["SearchLearnLoop"]
 

@@ -17,19 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from o1search.learn._common import (
-    check_finite,
-    engine_for,
-    frozen_copy,
+from o1search.learn.grpo import clipped_policy_loss
+from o1search.learn.optim import check_finite, frozen_copy
+from o1search.learn.ppo_config import PPOConfig
+from o1search.learn.rollouts import engine_for, sample_rollouts
+from o1search.learn.token_batches import (
     masked_mean,
     masked_whiten,
     pad_completions,
-    sample_rollouts,
     shuffled_minibatches,
     token_logprobs,
 )
-from o1search.learn.grpo import clipped_policy_loss
-from o1search.learn.ppo_config import PPOConfig
 
 __all__ = ["PPOTrainer", "ValueHead", "compute_gae", "token_rewards", "value_loss"]
 

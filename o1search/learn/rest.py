@@ -28,8 +28,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from o1search.learn._common import engine_for, sample_rollouts
 from o1search.learn.rest_config import ReSTConfig
+from o1search.learn.rollouts import engine_for, sample_rollouts
 from o1search.learn.sft import train_sft
 
 __all__ = ["ReSTTrainer", "collect_solutions", "make_search_algorithm", "mix_round_data"]

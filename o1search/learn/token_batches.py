@@ -1,14 +1,14 @@
-"""Shared pieces of the RL / preference trainers: batching token sequences, per-token
-log-probabilities, masked reductions, rollouts through the Engine, optimizers.
+"""Token batches of the RL / preference trainers: right-padded ``prompt + completion``
+sequences (:class:`TokenBatch`), the per-token log-probabilities a model gives their
+completions, masked reductions over completion tokens, and row selection / shuffled
+minibatches for the update epochs.
 
 Private: users import the trainers from :mod:`o1search.learn`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -16,15 +16,10 @@ from typing import Any
 import torch
 
 __all__ = [
-    "Rollout",
     "TokenBatch",
-    "engine_for",
-    "frozen_copy",
-    "make_optimizer",
     "masked_mean",
     "masked_whiten",
     "pad_completions",
-    "sample_rollouts",
     "select_rows",
     "shuffled_minibatches",
     "token_logprobs",
@@ -167,109 +162,6 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, *, eps: float = 1e-8) -> 
     n = mask.sum()
     var = ((x - mean) ** 2 * mask).sum() / (n - 1).clamp(min=1)
     return (x - mean) * torch.rsqrt(var + eps) * mask
-
-
-def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy of ``model`` in eval mode with ``requires_grad=False`` everywhere (the
-    frozen reference of a KL penalty / DPO)."""
-    ref = copy.deepcopy(model)
-    ref.eval()
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    return ref
-
-
-def make_optimizer(params: Sequence[torch.nn.Parameter] | Any, *, lr: float,
-                   weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
-                   eps: float = 1e-8) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (norms and biases are not decayed)."""
-    decay, no_decay = [], []
-    for p in params:
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas, eps=eps)
-
-
-def engine_for(model: torch.nn.Module, tokenizer: Any, **kwargs: Any) -> Any:
-    """An :class:`o1search.engine.Engine` over a *copy* of ``model``.
-
-    The engine runs its model's weights in place; giving it a copy keeps training (train
-    mode, in-flight optimizer steps) apart from search, and makes
-    ``engine.load_weights(model)`` the one moment the search policy changes.
-    """
-    from o1search.engine import Engine
-
-    return Engine(copy.deepcopy(model), tokenizer, **kwargs)
-
-
-@dataclasses.dataclass
-class Rollout:
-    """Sampled completions of a batch of prompts (``G`` per prompt, grouped).
-
-    Attributes:
-        prompts: ``N = B * G`` prompt token tuples (each repeated ``G`` times).
-        completions: ``N`` completion token tuples (EOS included when hit).
-        finish_reasons: ``N`` of ``"eos"``, ``"length"``.
-        group: ``N`` ints, the prompt index of each row.
-        generated_tokens: tokens sampled in total.
-    """
-
-    prompts: list[tuple[int, ...]]
-    completions: list[tuple[int, ...]]
-    finish_reasons: list[str]
-    group: list[int]
-    generated_tokens: int
-
-
-def sample_rollouts(
-    engine: Any, prompts: Sequence[Sequence[int]], *, num_samples: int, max_new_tokens: int,
-    temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-) -> Rollout:
-    """Sample ``num_samples`` whole completions of each prompt in one ``Engine.expand`` call.
-
-    Parameters:
-        engine: an :class:`o1search.engine.Engine`.
-        prompts: ``B`` prompt token sequences.
-        num_samples: ``G`` completions per prompt.
-        max_new_tokens: longest completion.
-        temperature, top_p: sampling (temperature 1 samples the policy itself, as on-policy
-            gradients assume).
-        seed: prompt ``b`` is sampled with seed ``derive_seed(seed, b)``.
-
-    Returns:
-        A :class:`Rollout` with ``B * G`` rows grouped by prompt. An empty sample (the prompt
-        already filled the model's positions) is replaced by the EOS token so every row has
-        an action to score.
-    """
-    from o1search.engine import ExpandRequest, SamplingParams, StopRule
-    from o1search.search import derive_seed
-
-    stop = StopRule(step_delimiter=None, stop_at_eos=True, max_new_tokens=max_new_tokens)
-    reqs = [ExpandRequest(tuple(int(t) for t in p), num_samples,
-                          SamplingParams(temperature=temperature, top_p=top_p,
-                                         seed=derive_seed(seed, b)), stop)
-            for b, p in enumerate(prompts)]
-    results = engine.expand(reqs)
-    eos = min(engine.eos_token_ids) if engine.eos_token_ids else 0
-    out = Rollout([], [], [], [], 0)
-    for b, (req, res) in enumerate(zip(reqs, results)):
-        for s in res.samples:
-            toks = tuple(int(t) for t in s.tokens) or (eos,)
-            out.prompts.append(req.prefix)
-            out.completions.append(toks)
-            out.finish_reasons.append(s.finish_reason)
-            out.group.append(b)
-            out.generated_tokens += len(s.tokens)
-    return out
-
-
-def check_finite(x: float, what: str) -> float:
-    """``x`` when finite; a ValueError naming ``what`` otherwise (a diverged update)."""
-    if not math.isfinite(x):
-        raise ValueError(f"{what} is {x}: the update diverged (lower the learning rate)")
-    return x
 
 
 def select_rows(batch: TokenBatch, idx: torch.Tensor) -> TokenBatch:
