@@ -40,7 +40,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["Checkpoint", "EXTRA_STATE_FILE", "LATEST_FILE", "MARKER_FILE", "OutputPathError",
-           "atomic_output_dir", "check_output_dir", "check_output_file", "load_checkpoint", "output_state", "record_entries", "resolve_latest", "set_latest",
+           "atomic_output_dir", "check_output_dir", "check_output_file", "load_checkpoint",
+           "output_state", "record_entries", "resolve_latest", "set_latest",
            "recover_checkpoint", "save_checkpoint"]
 
 EXTRA_STATE_FILE = "extra_state.pt"
@@ -161,6 +162,21 @@ def output_state(path: str | os.PathLike[str]) -> str:
     return "foreign"
 
 
+def _check_writable_parent(target: Path, what: str, shown: str) -> None:
+    """The nearest existing ancestor of ``target.parent`` must be a directory that takes a
+    new entry (a real probe: permissions alone do not show a read-only mount or /proc)."""
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(f"{what} {shown!r} cannot be created: {str(ancestor)!r} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".o1search-probe-", dir=ancestor))
+    except OSError as exc:
+        raise OutputPathError(f"{what} {shown!r} cannot be written: "
+                              f"{exc.strerror or exc} in {str(ancestor)!r}") from None
+
+
 def check_output_dir(path: str | os.PathLike[str], *, overwrite: bool = False,
                      what: str = "output folder") -> Path:
     """Check, before any work starts, that an output directory may be written.
@@ -196,20 +212,7 @@ def check_output_dir(path: str | os.PathLike[str], *, overwrite: bool = False,
             f"{what} {shown!r} already holds files o1search did not write; refusing to "
             "replace them: choose a new or empty folder (or pass --overwrite to write the "
             "output's own files into it, keeping every other file)")
-    # The nearest existing ancestor must take a new directory (a real probe: permissions
-    # alone do not show a read-only mount or /proc).
-    ancestor = target.parent if state == "absent" else target
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputPathError(f"{what} {shown!r} cannot be created: {str(ancestor)!r} is a file")
-    try:
-        probe = tempfile.mkdtemp(prefix=".o1search-probe-", dir=ancestor if state == "absent"
-                                 else target.parent)
-        os.rmdir(probe)
-    except OSError as exc:
-        raise OutputPathError(f"{what} {shown!r} cannot be written: "
-                              f"{exc.strerror or exc} in {str(ancestor)!r}") from None
+    _check_writable_parent(target, what, shown)
     return target
 
 
@@ -227,18 +230,7 @@ def check_output_file(path: str | os.PathLike[str], *, what: str = "output file"
     shown = str(path)
     if target.is_dir():
         raise OutputPathError(f"{what} {shown!r} is a folder; name a file inside it")
-    ancestor = target.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputPathError(f"{what} {shown!r} cannot be created: {str(ancestor)!r} is a file")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".o1search-probe-", dir=ancestor)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputPathError(f"{what} {shown!r} cannot be written: "
-                              f"{exc.strerror or exc} in {str(ancestor)!r}") from None
+    _check_writable_parent(target, what, shown)
     return target
 
 
