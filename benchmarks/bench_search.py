@@ -51,11 +51,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from o1search import evaluate as ev  # noqa: E402
+from o1search import experiments as ev  # noqa: E402
 from o1search.engine import Engine, SamplingParams  # noqa: E402
 from o1search.policy import default_policy_path, encode_prompt, load_policy  # noqa: E402
-from o1search.search import EngineGenerator, SamplingConfig, SearchProblem  # noqa: E402
-from o1search.search import derive_seed  # noqa: E402
+from o1search.search import (  # noqa: E402
+    EngineGenerator,
+    SamplingConfig,
+    SearchProblem,
+    derive_seed,  # noqa: E402
+)
 from o1search.tasks import CountdownTask  # noqa: E402
 
 SEARCH_METHODS = ("beam", "mcts")
@@ -123,8 +127,13 @@ def task_of_policy(policy_dir: Path, **override) -> CountdownTask:
 def train_or_load_prm(args, policy, tok, task, policy_dir, gen) -> tuple[object, dict]:
     """A PRM for the policy: loaded from ``--prm-cache``, else trained as bench_reward does
     (fresh problems disjoint from the policy's splits, MC labels, soft-label training)."""
-    from o1search.reward import (PRMTrainConfig, ProcessRewardModel, mc_step_labels,
-                                 sample_traces, train_prm)
+    from o1search.reward import (
+        PRMTrainConfig,
+        ProcessRewardModel,
+        mc_step_labels,
+        sample_traces,
+        train_prm,
+    )
 
     info: dict = {"cache": str(args.prm_cache)}
     marker = args.prm_cache / "bench_search_prm.json"

@@ -157,9 +157,19 @@ def output_state(path: str | os.PathLike[str]) -> str:
     if not entries:
         return "empty"
     marker = _marker(target)
-    if marker is not None and entries <= set(marker["files"]) | {MARKER_FILE}:
+    if marker is None:
+        return "foreign"
+    listed = set(marker["files"]) | {MARKER_FILE}
+    if all(e in listed or _leftover_of(e, listed) for e in entries):
         return "ours"
     return "foreign"
+
+
+def _leftover_of(entry: str, listed: set[str]) -> bool:
+    """Whether ``entry`` is what an interrupted atomic write of a listed name leaves behind
+    (``.NAME.tmp-…`` / ``.NAME.old-…``): a run killed mid-save stays ours to resume or replace."""
+    return any(entry.startswith(f".{name}{tag}") for name in listed
+               for tag in (_TMP_TAG, _OLD_TAG))
 
 
 def _check_writable_parent(target: Path, what: str, shown: str) -> None:
@@ -263,8 +273,9 @@ def set_latest(run_dir: str | os.PathLike[str], name: str, *, kind: str) -> None
     target = Path(os.fspath(run_dir))
     if os.path.basename(name) != name or not (target / name).is_dir():
         raise ValueError(f"{name!r} is not a checkpoint folder inside {str(target)!r}")
-    _write_text_atomic(target / LATEST_FILE, name + "\n")
+    # The marker first: a run killed between the two writes stays a folder of ours.
     record_entries(target, kind=kind, add=(name, LATEST_FILE))
+    _write_text_atomic(target / LATEST_FILE, name + "\n")
 
 
 def resolve_latest(path: str | os.PathLike[str]) -> Path:

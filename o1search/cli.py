@@ -99,7 +99,7 @@ def _budgets(text: str) -> tuple[int, ...]:
 
 
 def _methods(text: str) -> tuple[str, ...]:
-    from o1search.demo import ALGORITHMS
+    from o1search.experiments import ALGORITHMS
 
     out = tuple(x.strip() for x in text.split(",") if x.strip())
     bad = [m for m in out if m not in ALGORITHMS]
@@ -110,7 +110,7 @@ def _methods(text: str) -> tuple[str, ...]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from o1search.demo import DemoConfig, run_demo
+    from o1search.experiments import DemoConfig, run_demo
 
     overrides = {k: v for k, v in dict(
         out=args.out, policy=args.policy, retrain_policy=args.retrain_policy, seed=args.seed,
@@ -125,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from o1search.demo import SearchRunConfig, run_search
+    from o1search.experiments import SearchRunConfig, run_search
 
     config = SearchRunConfig(
         task=args.task, algo=args.algo, budget=args.budget, problems=args.problems,
@@ -152,7 +152,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from o1search.demo import TrainRunConfig, run_train
+    from o1search.experiments import TrainRunConfig, run_train
 
     config = TrainRunConfig(
         task=args.task, algo=args.algo, out=args.out, model=args.model, steps=args.steps,
@@ -211,7 +211,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from o1search.demo import ALGORITHMS, TRAIN_ALGORITHMS
+    from o1search.experiments import ALGORITHMS, TRAIN_ALGORITHMS
 
     p = _Parser(prog="o1search", description=__doc__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,4 +1,4 @@
-"""The command line (o1search.cli) and the demo pipeline (o1search.demo)."""
+"""The command line (o1search.cli) and the demo pipeline (o1search.experiments.demo)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import o1search
 from o1search.cli import main
-from o1search.demo import DemoConfig, SearchRunConfig, TrainRunConfig, make_algorithm, run_demo
+from o1search.experiments import DemoConfig, SearchRunConfig, TrainRunConfig, make_algorithm, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,7 +150,7 @@ def test_algorithms_scale_with_budget():
 def test_search_greedy_matches_transformers_generate(capsys):
     """Greedy through the engine and the search loop gives what ``model.generate`` gives."""
     from o1search.policy import generate_completions, load_policy
-    from o1search.demo import _load_task
+    from o1search.experiments.task_setup import load_task as _load_task
     from o1search.policy import default_policy_path
 
     code, out, err = run_cli(capsys, "search", "--algo", "greedy", "--problems", "6",
@@ -233,7 +233,7 @@ def test_demo_report_describes_exactly_the_files_beside_it(tiny_demo):
 
 def test_demo_accuracies_match_an_independent_greedy_evaluation(tiny_demo):
     """Greedy accuracy in the comparison and before ReST equal ``model.generate`` greedy."""
-    from o1search.demo import _load_task
+    from o1search.experiments.task_setup import load_task as _load_task
     from o1search.policy import default_policy_path, evaluate_policy, load_policy
 
     res, _ = tiny_demo

@@ -1,4 +1,4 @@
-"""o1search.evaluate: method comparison at equal token budgets.
+"""o1search.experiments (compare, presets, plots): method comparison at equal token budgets.
 
 Oracles: the scripted toy policy (whose completions are judged here, token by token, against
 the hidden target), hand-computed token counts and greedy outcomes, and for the real default
@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from o1search import evaluate as ev
+from o1search import experiments as ev
 from o1search.search import BeamConfig, BestOfNConfig, MCTSConfig, SearchProblem
 from o1search.testing.toy import EOS, ToyPolicy, ToyPRM, ToyVerifier
 

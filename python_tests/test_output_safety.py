@@ -19,6 +19,7 @@ from o1search.checkpoint import (
     atomic_output_dir,
     check_output_dir,
     output_state,
+    record_entries,
     save_checkpoint,
 )
 from o1search.cli import main
@@ -328,3 +329,23 @@ def test_overwrite_renames_a_same_named_user_folder_aside(tmp_path):
     assert (d / "sub" / "new.txt").read_text() == "ours"
     assert (d / "sub.kept-1" / "data.csv").read_text() == "a,b\n1,2\n"
     assert (d / "thesis.txt").read_text() == "four years of work\n"
+
+
+def test_a_run_killed_mid_save_stays_ours_to_resume(cwd, capsys):
+    """Each point a ReST round can be killed at: round-N listed but not written yet, a
+    half-written ``.round-N.tmp-…`` folder, a half-written ``latest``: the folder is still
+    the run's own (resumable, replaceable); a stray name of the user's is not."""
+    assert main([*REST, "--rounds", "1", "--out", "run"]) == 0
+    run = cwd / "run"
+    record_entries(run, kind="train-run", add=("round-2",))  # listed, killed before the save
+    assert output_state(run) == "ours"
+    (run / ".round-2.tmp-x1y2").mkdir()  # killed inside save_checkpoint
+    (run / ".round-2.tmp-x1y2" / "model.safetensors").write_bytes(b"half")
+    (run / ".latest.tmp-123").write_text("round-")  # killed inside the pointer's write
+    assert output_state(run) == "ours"
+    capsys.readouterr()
+    assert main([*REST, "--rounds", "2", "--out", "run", "--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert (run / "latest").read_text().strip() == "round-2"
+    (run / ".notes.tmp-1").write_text("mine")  # not a leftover of any listed name
+    assert output_state(run) == "foreign"

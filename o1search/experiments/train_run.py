@@ -1,0 +1,240 @@
+"""``o1search train``: SFT on a task's demonstrations, ReST rounds (a resumable run folder of
+round checkpoints) or GRPO steps, with greedy accuracy before and after."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from o1search.experiments.options import help_field as _f
+from o1search.experiments.task_setup import load_task, warn_unrepresentable
+
+__all__ = ["TRAIN_ALGORITHMS", "TrainRunConfig", "run_train"]
+
+#: Trainers ``o1search train`` runs.
+TRAIN_ALGORITHMS = ("sft", "rest", "grpo")
+_TRAIN_RUN = "train-run"  # the output marker's kind of a ReST run folder
+
+
+@dataclasses.dataclass
+class TrainRunConfig:
+    """``o1search train``: SFT on a task's demonstrations, ReST rounds, or GRPO steps.
+
+    Raises (``__post_init__``):
+        ValueError: an unknown algorithm, counts below 1, no output folder.
+    """
+
+    task: str = _f("countdown", "a built-in task name or the path of a .jsonl file")
+    algo: str = _f("sft", f"one of {', '.join(TRAIN_ALGORITHMS)}")
+    out: str = _f("", "checkpoint folder to write (required)")
+    model: str | None = _f(None, "start from this checkpoint (None: the shipped policy for "
+                                 "rest/grpo, a fresh default policy for sft)")
+    steps: int = _f(200, "SFT optimizer steps (sft, and per ReST round) / GRPO batches")
+    rounds: int = _f(1, "ReST rounds")
+    problems: int = _f(256, "training problems (from the train split)")
+    samples: int = _f(8, "ReST samples per problem / GRPO group size")
+    batch_size: int = _f(16, "GRPO problems per batch / SFT examples per step x 4")
+    learning_rate: float | None = _f(None, "learning rate (None: each trainer's default)")
+    eval_problems: int = _f(100, "test problems of greedy accuracy before/after (0: skip)")
+    question_field: str = _f("question", "JSONL field of the question")
+    answer_field: str = _f("answer", "JSONL field of the answer")
+    solution_field: str | None = _f(None, "JSONL field with a step-by-step solution (sft)")
+    seed: int = _f(0, "seed")
+    progress: bool = _f(True, "progress bars")
+    overwrite: bool = _f(False, "write into a folder of other files (they are kept), or over "
+                                "the input checkpoint")
+    resume: bool = _f(False, "continue the ReST run in ``out`` from its latest round")
+
+    def __post_init__(self) -> None:
+        if self.algo not in TRAIN_ALGORITHMS:
+            raise ValueError(f"unknown training algorithm {self.algo!r}; use one of "
+                             f"{', '.join(TRAIN_ALGORITHMS)}")
+        if not self.out:
+            raise ValueError("an output folder is required (--out DIR)")
+        for name in ("steps", "rounds", "problems", "samples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_problems < 0:
+            raise ValueError(f"eval_problems must be >= 0, got {self.eval_problems}")
+        if self.algo == "grpo" and self.samples < 2:
+            raise ValueError("grpo needs samples >= 2 (a group baseline)")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.resume and self.algo != "rest":
+            raise ValueError("--resume continues a ReST run (--algo rest); sft and grpo "
+                             "write one checkpoint at the end")
+
+
+def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = print
+              ) -> dict[str, Any]:
+    """Train a policy (``o1search train``) and save it to ``config.out``.
+
+    Parameters:
+        config: a :class:`TrainRunConfig`.
+        echo: where per-round metric lines go (None: silent).
+
+    Returns:
+        ``{"config", "metrics": [per round / step dicts], "greedy_accuracy_before",
+        "greedy_accuracy_after", "checkpoint"}`` (accuracies None when
+        ``eval_problems == 0``).
+
+    Raises:
+        FileNotFoundError: a missing model or task file.
+        ValueError: a bad task file; ``sft`` on a task without solution traces.
+    """
+    if config.model is not None and not Path(config.model).exists():
+        raise FileNotFoundError(f"no policy checkpoint at {config.model!r}")
+    from o1search.checkpoint import (
+        LATEST_FILE,
+        OutputPathError,
+        atomic_output_dir,
+        check_output_dir,
+        record_entries,
+        set_latest,
+    )
+
+    # The output is checked before any work: a bad --out must not cost a training run.
+    out = check_output_dir(config.out, overwrite=config.overwrite, what="--out")
+    if config.model is not None and not config.overwrite and \
+            out.resolve() == Path(config.model).expanduser().resolve():
+        raise OutputPathError(
+            f"--out {config.out!r} is the input checkpoint (--model); write the trained policy "
+            "to a new folder so the input stays to compare against (or pass --overwrite)")
+    import torch
+
+    from o1search.learn import SFTConfig, save_checkpoint, train_sft
+    from o1search.policy import (
+        build_default_policy,
+        default_policy_path,
+        evaluate_policy,
+        load_policy,
+    )
+
+    say = echo or (lambda s: None)
+    policy_dir = Path(config.model) if config.model else default_policy_path()
+    if config.task.endswith(".jsonl") or os.path.isfile(config.task):
+        from o1search.tasks import get_task
+
+        task = get_task(config.task, question_field=config.question_field,
+                        answer_field=config.answer_field, solution_field=config.solution_field)
+    else:
+        task = load_task(config.task, policy_dir)
+    fingerprint = {k: v for k, v in dataclasses.asdict(config).items()
+                   if k not in ("rounds", "progress", "resume", "overwrite")}
+    resume_state: dict[str, Any] | None = None
+    if config.resume:
+        from o1search.checkpoint import load_checkpoint
+
+        if not (out / LATEST_FILE).is_file():
+            raise OutputPathError(f"--resume: {config.out!r} holds no ReST run to continue (no "
+                                  "'latest' round); start it without --resume")
+        ck = load_checkpoint(out)
+        model, tok = ck.model, ck.tokenizer
+        resume_state = ck.extra_state.get("train_run")
+        if not isinstance(resume_state, dict) or resume_state.get("config") != fingerprint:
+            raise ValueError(f"--resume: the run in {config.out!r} was started with other "
+                             "options; resume it with the same ones (only --rounds may change)")
+    elif config.algo == "sft" and config.model is None:
+        model, tok = build_default_policy(task)
+    else:
+        model, tok = load_policy(config.model)
+    train = task.problems("train")[: config.problems]
+    if not train:
+        raise ValueError(f"task {config.task!r} has no training problems")
+    test = task.problems("test")[: config.eval_problems]
+    warn_unrepresentable(tok, task, train + test)
+
+    def greedy() -> float | None:
+        if not test:
+            return None
+        with torch.no_grad():
+            return evaluate_policy(model, tok, task, test, max_new_tokens=96).accuracy
+
+    before = greedy() if resume_state is None else resume_state["before"]
+    metrics: list[dict[str, float]] = [] if resume_state is None else \
+        [dict(m) for m in resume_state["metrics"]]
+    if config.algo == "sft":
+        rng = random.Random(f"train-demos:{config.seed}")
+        examples = [(task.prompt(p), task.demonstration(p, rng)) for p in train]
+        if not any(c.strip() for _, c in examples):
+            raise ValueError(f"task {config.task!r} has no solution traces to imitate; give "
+                             "the JSONL solution field (--solution-field) or train with "
+                             "--algo rest (search finds the solutions)")
+        res = train_sft(model, tok, examples, SFTConfig(
+            learning_rate=config.learning_rate or 1e-2, warmup_steps=min(100, config.steps // 10),
+            batch_size=64, max_steps=config.steps, max_length=256, seed=config.seed,
+            progress=config.progress))
+        metrics.append({"steps": res.steps, "loss_first": res.losses[0],
+                        "loss_last": res.losses[-1], "seconds": res.seconds})
+    elif config.algo == "rest":
+        from o1search.learn.rest import ReSTTrainer
+        from o1search.learn.rest_config import ReSTConfig
+
+        trainer = ReSTTrainer(model, tok, task, ReSTConfig(
+            algorithm="best_of_n", num_samples=config.samples, seed=config.seed,
+            sft=SFTConfig(learning_rate=config.learning_rate or 3e-4,
+                          warmup_steps=min(10, config.steps // 3), max_steps=config.steps,
+                          batch_size=64, max_length=256, seed=config.seed,
+                          progress=config.progress)))
+        # ``out`` is a run folder: round-N/ checkpoints and a ``latest`` pointer, written after
+        # every round, so an interrupted run loses at most the round in progress (--resume).
+        start = 0
+        if resume_state is None:
+            with atomic_output_dir(out, kind=_TRAIN_RUN, overwrite=config.overwrite):
+                pass  # a fresh, empty run folder (an earlier run of ours is replaced)
+        else:
+            start = int(resume_state["round"])
+            trainer.load_state_dict(resume_state["trainer"])
+            say(f"resuming {config.out} after round {start}")
+        for r in range(start, config.rounds):
+            m = {k: float(v) for k, v in trainer.round(train, r).items()}
+            if test:
+                model.eval()
+                m["greedy_accuracy"] = float(greedy())  # type: ignore[arg-type]
+                prev = metrics[-1].get("greedy_accuracy", before) if metrics else before
+                if prev is not None and m["greedy_accuracy"] < prev:
+                    say(f"warning: round {r + 1} lowered greedy accuracy on {len(test)} test "
+                        f"problems from {prev:.3f} to {m['greedy_accuracy']:.3f}; earlier "
+                        f"rounds stay in {config.out}/round-N")
+            metrics.append(m)
+            say(json.dumps({"round": r, **{k: round(v, 4) for k, v in m.items()}}))
+            name = f"round-{r + 1}"
+            # Listed before it is written: a run killed mid-save is still ours to resume.
+            record_entries(out, kind=_TRAIN_RUN, add=(name,))
+            save_checkpoint(out / name, model, tok, extra_state={"train_run": {
+                "round": r + 1, "trainer": trainer.state_dict(), "metrics": metrics,
+                "before": before, "config": fingerprint}})
+            set_latest(out, name, kind=_TRAIN_RUN)
+    else:
+        from o1search.learn.grpo import GRPOTrainer
+        from o1search.learn.grpo_config import GRPOConfig
+
+        trainer = GRPOTrainer(model, tok, task, GRPOConfig(
+            num_generations=config.samples, learning_rate=config.learning_rate or 1e-4,
+            seed=config.seed))
+        rng = random.Random(f"train-grpo:{config.seed}")
+        from tqdm.auto import tqdm
+
+        for step in tqdm(range(config.steps), desc="grpo", disable=not config.progress):
+            batch = rng.sample(train, min(config.batch_size, len(train)))
+            m = {k: float(v) for k, v in trainer.step(batch).items()}
+            metrics.append(m)
+            if not config.progress:
+                say(json.dumps({"step": step, **{k: round(v, 4) for k, v in m.items()}}))
+    model.eval()
+    after = greedy()
+    if before is not None and after is not None and after < before:
+        say(f"warning: greedy accuracy fell from {before:.3f} to {after:.3f} on "
+            f"{len(test)} test problems; the input checkpoint is unchanged")
+    if config.algo == "rest":
+        ckpt = out / (out / LATEST_FILE).read_text(encoding="utf-8").strip()
+    else:
+        ckpt = save_checkpoint(out, model, tok, overwrite=config.overwrite)
+    return {"config": dataclasses.asdict(config), "metrics": metrics,
+            "greedy_accuracy_before": before, "greedy_accuracy_after": after,
+            "checkpoint": str(ckpt)}
