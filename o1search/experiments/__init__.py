@@ -29,7 +29,12 @@ from o1search.experiments.demo import DemoConfig, DemoResult, run_demo
 from o1search.experiments.demo_outputs import format_table
 from o1search.experiments.options import MAX_TOKEN_BUDGET
 from o1search.experiments.plots import plot_accuracy_vs_tokens, rows_to_curves
-from o1search.experiments.presets import ALGORITHMS, METHODS, make_algorithm, method_config
+from o1search.experiments.presets import (
+    ALGORITHMS,
+    METHODS,
+    make_algorithm,
+    method_config,
+)
 from o1search.experiments.search_run import SearchRunConfig, run_search
 from o1search.experiments.train_run import TRAIN_ALGORITHMS, TrainRunConfig, run_train
 

@@ -149,10 +149,15 @@ def run_demo(config: DemoConfig, *, echo: Callable[[str], None] | None = print) 
     import torch
     from tqdm.auto import tqdm
 
-    from o1search.checkpoint import atomic_output_dir, check_output_dir
     from o1search.engine import Engine
+    from o1search.outputs import atomic_output_dir, check_output_dir
     from o1search.policy import encode_prompt
-    from o1search.search import EngineGenerator, SearchProblem, derive_seed, make_decoder
+    from o1search.search import (
+        EngineGenerator,
+        SearchProblem,
+        derive_seed,
+        make_decoder,
+    )
 
     say = echo or (lambda s: None)
     t_start = time.perf_counter()

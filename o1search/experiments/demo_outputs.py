@@ -42,7 +42,11 @@ def write_figures(work: Path, rows: Sequence[dict[str, Any]], tree_row: dict[str
     """``accuracy_vs_tokens.png``, ``learning_curves.png`` and (when ``tree_row`` is given)
     ``tree.html`` of its largest tree, written into ``work``. Returns their paths by name
     (``plot``, ``learning_plot``, ``tree_html``)."""
-    from o1search.viz import plot_accuracy_vs_tokens, plot_learning_curves, write_tree_html
+    from o1search.viz import (
+        plot_accuracy_vs_tokens,
+        plot_learning_curves,
+        write_tree_html,
+    )
 
     curves: dict[str, list[tuple[float, float]]] = {}
     baselines: dict[str, float] = {}

@@ -133,7 +133,7 @@ def run_search(config: SearchRunConfig) -> dict[str, Any]:
     if config.prm is not None and not Path(config.prm).exists():
         raise FileNotFoundError(f"no PRM checkpoint at {config.prm!r}")
     if config.tree_html:
-        from o1search.checkpoint import check_output_file
+        from o1search.outputs import check_output_file
 
         check_output_file(config.tree_html, what="--tree-html")
     import torch

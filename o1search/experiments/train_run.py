@@ -89,7 +89,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     """
     if config.model is not None and not Path(config.model).exists():
         raise FileNotFoundError(f"no policy checkpoint at {config.model!r}")
-    from o1search.checkpoint import (
+    from o1search.outputs import (
         LATEST_FILE,
         OutputPathError,
         atomic_output_dir,

@@ -199,7 +199,7 @@ def load_policy(
                 "`python tools/train_default_policy.py`"
             )
     else:
-        from o1search.checkpoint import resolve_latest  # a train run: its latest round
+        from o1search.outputs import resolve_latest  # a train run: its latest round
 
         root = resolve_latest(path)
         _check_checkpoint_dir(root)
