@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from o1search.reward.evaluators import as_tokens, resolve_token_ids, step_end_positions
-from o1search.reward.prm import PRMExample
+from o1search.reward.prm_train import PRMExample
 from o1search.protocols import (
     EvalRequest,
     SamplingParams,

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from o1search.reward.evaluators import as_tokens, check_batch, check_requests
-from o1search.reward.prm import (
+from o1search.reward.scalar_head import ScalarHeadModel
+from o1search.reward.train_loop import (
     RewardTrainConfig,
     RewardTrainResult,
-    ScalarHeadModel,
     _f,
     run_training,
 )
@@ -48,7 +48,7 @@ class OutcomeRewardModel(ScalarHeadModel):
     tokenizer : optional
         Saved with the model.
     use_engine, engine_pages, engine_page_size, head
-        See :class:`~o1search.reward.prm.ScalarHeadModel`.
+        See :class:`~o1search.reward.scalar_head.ScalarHeadModel`.
     """
 
     kind = "orm"

@@ -33,6 +33,13 @@ from o1search.protocols import (
     StepRequest,
     derive_seed,
 )
+from o1search.search.algorithm import (
+    Algorithm,
+    Choice,
+    Evaluate,
+    Generate,
+    ProblemState,
+)
 from o1search.search.beam import BeamSearch, beam_search, dvts, lookahead_search
 from o1search.search.best_of_n import BestOfN, best_of_n
 from o1search.search.config import (
@@ -44,7 +51,7 @@ from o1search.search.config import (
     RevisionConfig,
     SamplingConfig,
 )
-from o1search.search.loop import Algorithm, Choice, Evaluate, Generate, ProblemState, Search
+from o1search.search.loop import Search
 from o1search.search.mcts import MCTS, mcts
 from o1search.search.revision import SequentialRevision, sequential_revision
 from o1search.search.selection import (

@@ -18,8 +18,16 @@ from typing import Any
 
 from o1search.engine.sampling import SamplingParams
 from o1search.protocols import SearchProblem, SearchResult, StepCandidate, StepRequest
+from o1search.search.algorithm import (
+    Algorithm,
+    Choice,
+    Evaluate,
+    Generate,
+    ProblemState,
+    Round,
+)
 from o1search.search.config import BeamConfig, DVTSConfig, LookaheadConfig
-from o1search.search.loop import Algorithm, Choice, Evaluate, Generate, ProblemState, Round, Search
+from o1search.search.loop import Search
 
 __all__ = ["BeamSearch", "beam_search", "dvts", "lookahead_search", "split_evenly"]
 

@@ -11,9 +11,22 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from o1search.protocols import SearchProblem, SearchResult, StepRequest
+from o1search.search.algorithm import (
+    Algorithm,
+    Choice,
+    Evaluate,
+    Generate,
+    ProblemState,
+    Round,
+)
 from o1search.search.config import BestOfNConfig
-from o1search.search.loop import Algorithm, Choice, Evaluate, Generate, ProblemState, Round, Search
-from o1search.search.selection import best_index, majority_vote, vote_totals, weighted_vote
+from o1search.search.loop import Search
+from o1search.search.selection import (
+    best_index,
+    majority_vote,
+    vote_totals,
+    weighted_vote,
+)
 
 __all__ = ["BestOfN", "best_of_n"]
 

@@ -29,16 +29,16 @@ import numpy as np
 
 from o1search.engine.sampling import ExcludedSteps, SamplingParams
 from o1search.protocols import SearchProblem, SearchResult, StepRequest
-from o1search.search.config import MCTSConfig
-from o1search.search.loop import (
+from o1search.search.algorithm import (
     Algorithm,
     Choice,
     Evaluate,
     Generate,
     ProblemState,
     Round,
-    Search,
 )
+from o1search.search.config import MCTSConfig
+from o1search.search.loop import Search
 
 __all__ = ["MCTS", "mcts"]
 

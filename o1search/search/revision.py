@@ -19,9 +19,22 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from o1search.protocols import SearchProblem, SearchResult, StepRequest
+from o1search.search.algorithm import (
+    Algorithm,
+    Choice,
+    Evaluate,
+    Generate,
+    ProblemState,
+    Round,
+)
 from o1search.search.config import RevisionConfig
-from o1search.search.loop import Algorithm, Choice, Evaluate, Generate, ProblemState, Round, Search
-from o1search.search.selection import best_index, majority_vote, vote_totals, weighted_vote
+from o1search.search.loop import Search
+from o1search.search.selection import (
+    best_index,
+    majority_vote,
+    vote_totals,
+    weighted_vote,
+)
 
 __all__ = ["SequentialRevision", "sequential_revision"]
 
