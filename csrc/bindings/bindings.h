@@ -5,7 +5,7 @@
 
 namespace o1search::bindings {
 
-void BindSearchTree(pybind11::module_& m);   // tree_py.cc
+void BindSearchTree(pybind11::module_& m);   // tree_py.cc (+ tree_select_py.cc, tree_io_py.cc)
 void BindRadixCache(pybind11::module_& m);   // radix_py.cc
 
 }  // namespace o1search::bindings

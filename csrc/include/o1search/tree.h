@@ -35,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,25 @@ struct SelectOptions {
 
 /// What SearchTree::BestChild maximizes.
 enum class BestBy { kVisits, kValue };
+
+/// "visits" -> kVisits, "value" -> kValue. Throws std::invalid_argument for any other name
+/// ("best_child: by must be 'visits' or 'value', got '<name>'").
+BestBy ParseBestBy(const std::string& name);
+
+/// One live node as plain data: what SearchTree::Records returns (and the Python `to_dict`
+/// shows), for viewers and exports.
+struct NodeRecord {
+  int32_t id = 0;
+  int32_t parent = -1;
+  int32_t depth = 0;
+  std::vector<int32_t> tokens;    ///< the tokens the node owns (its step; the prompt for the root)
+  std::vector<int32_t> children;  ///< ascending ids
+  double prior = 0.0;
+  double value = 0.0;   ///< mean backed-up value W/N (0 when unvisited)
+  double reward = 0.0;  ///< terminal reward (0 for non-terminal nodes)
+  int64_t visits = 0;
+  bool terminal = false;
+};
 
 class SearchTree {
  public:
@@ -153,8 +173,21 @@ class SearchTree {
   /// Child with the most visits (kVisits) or highest Value (kValue); ties to the lowest id.
   /// Throws std::invalid_argument when `node` has no children.
   int32_t BestChild(int32_t node, BestBy by) const;
+  /// BestChild with the criterion by name, "visits" or "value": throws ParseBestBy's
+  /// std::invalid_argument for another name before `node` is looked at.
+  int32_t BestChild(int32_t node, const std::string& by) const;
   /// Live leaves (terminal or not) in ascending id order.
   std::vector<int32_t> Leaves() const;
+  /// Every live node as a NodeRecord, in ascending id order (one consistent snapshot).
+  std::vector<NodeRecord> Records() const;
+
+  /// The batched form of any one-node query above: out[i] = (this->*query)(nodes[i]) for
+  /// i < n, each id read once, e.g. `tree.Gather(&SearchTree::Visits, ids, n, visits)`.
+  /// Throws like the query at the first bad id (the entries of `out` before it are then
+  /// already written); std::invalid_argument for n < 0.
+  template <typename T>
+  void Gather(T (SearchTree::*query)(int32_t) const, const int32_t* nodes, int64_t n,
+              T* out) const;
 
   /// Live nodes.
   int64_t NumNodes() const;
@@ -166,6 +199,16 @@ class SearchTree {
   /// bounds that let callers estimate the cost of a call before making it.
   int32_t MaxDepthBound() const;
   int32_t MaxChildrenBound() const;
+  /// Upper bounds, in node visits, on the work of a call, from the two bounds above (as
+  /// doubles: the products may exceed int64). The Python binding keeps the GIL for calls
+  /// it knows to be small.
+  /// Backup, RevertVirtualLoss or SetTerminal of n entries: each walks at most one root path.
+  double PathWorkBound(int64_t n) const;
+  /// AddChildren / AppendChildren of n children with num_tokens tokens in all.
+  double AddWorkBound(int64_t n, int64_t num_tokens) const;
+  /// Select writing at most `capacity` ids: each pick scans at most MaxChildrenBound()
+  /// children on each of MaxDepthBound() + 1 levels.
+  double SelectWorkBound(int64_t capacity) const;
   /// Smallest / largest value passed to Backup; +inf / -inf before the first backup.
   double MinValue() const;
   double MaxValue() const;
@@ -190,5 +233,12 @@ class SearchTree {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+template <typename T>
+void SearchTree::Gather(T (SearchTree::*query)(int32_t) const, const int32_t* nodes, int64_t n,
+                        T* out) const {
+  if (n < 0) throw std::invalid_argument("SearchTree::Gather: negative count");
+  for (int64_t i = 0; i < n; ++i) out[i] = (this->*query)(nodes[i]);
+}
 
 }  // namespace o1search
