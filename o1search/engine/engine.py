@@ -162,6 +162,10 @@ class Engine(PagedScheduling, GenericFallback):
             self._delimiters[d] = ids
         return self._delimiters[d]
 
+    def _decode_new(self, ids: list[int]) -> str:
+        """Text of a few new tokens, special tokens kept (for string step delimiters)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
     def _check_tokens(self, tokens: Sequence[int], what: str) -> None:
         if max(tokens) >= self.vocab_size:
             raise ValueError(f"{what} has token id {max(tokens)} >= vocab_size "
@@ -209,7 +213,11 @@ class Engine(PagedScheduling, GenericFallback):
             if seed is None:
                 seed = int(torch.randint(0, 2 ** 62, ()).item())
             max_new = min(r.stop.max_new_tokens, self.max_positions - len(r.prefix))
-            groups.append(_Group(i, r, seed, self._delimiter_ids(r.stop), max_new))
+            text = r.stop.step_delimiter if isinstance(r.stop.step_delimiter, str) else None
+            if not callable(getattr(self.tokenizer, "decode", None)):
+                text = None  # a tokenizer that only encodes: the delimiter's ids alone
+            groups.append(_Group(i, r, seed, self._delimiter_ids(r.stop), max_new,
+                                 stop_text=text, decode=self._decode_new if text else None))
         call = EngineStats(requests=len(groups), samples=sum(r.n for r in requests))
         start = time.perf_counter()
         try:

@@ -78,8 +78,13 @@ class StopRule:
     Attributes
     ----------
     step_delimiter : str or sequence of int, optional
-        Token ids (or a string, tokenized once by the engine without special tokens) that end
-        a step when the generated tokens end with them; ``None`` for no delimiter.
+        Token ids that end a step when the generated tokens end with them, or a string: it
+        ends a step when the generated tokens end with its ids (tokenized once, without
+        special tokens) *or* when the last token completes it in the decoded text of the new
+        tokens, so that tokenizers that merge it with neighbouring text (Qwen2 and Llama-3
+        turn "\n\n" into one token, never the lone "\n") still end steps there. The step
+        then ends with that whole token (token ids stay the currency: nothing is split or
+        re-tokenized). ``None`` for no delimiter.
     stop_at_eos : bool
         End at an end-of-sequence token of the model (finish reason ``"eos"``).
     max_new_tokens : int

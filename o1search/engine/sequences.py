@@ -3,7 +3,7 @@ its samples (:class:`_Seq`), shared by the paged scheduler and the generic fallb
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from o1search.engine.requests import ExpandRequest, Sample
@@ -40,13 +40,19 @@ class _Group:
     """A request in flight: its prefix state and its samples."""
 
     def __init__(self, idx: int, req: ExpandRequest, seed: int, delimiter: tuple[int, ...],
-                 max_new: int) -> None:
+                 max_new: int, stop_text: str | None = None,
+                 decode: Callable[[list[int]], str] | None = None) -> None:
         self.idx = idx
         self.req = req
         self.tokens = list(req.prefix)
         self.length = len(self.tokens)
         self.seed = seed
         self.delimiter = delimiter
+        # A string delimiter is also matched on the decoded text of the new tokens: BPE
+        # tokenizers merge "\n\n" (or "\n" and the next word) into one token, so its ids
+        # alone would never appear.
+        self.stop_text = stop_text
+        self.decode = decode
         self.max_new = max_new
         self.node: int | None = None  # locked cache handle
         self.cached = 0
@@ -68,7 +74,23 @@ def _finish_reason(gen: list[int], g: _Group, eos: frozenset[int]) -> str | None
     d = g.delimiter
     if d and len(gen) >= len(d) and tuple(gen[-len(d):]) == d:
         return "stop"
+    if g.stop_text is not None and _ends_text(gen, g.stop_text, g.decode):
+        return "stop"
     if len(gen) >= g.max_new:
         return "length"
     return None
 
+
+
+def _ends_text(gen: list[int], text: str, decode: Callable[[list[int]], str] | None) -> bool:
+    """Whether the last token completes an occurrence of ``text`` in the decoded new tokens.
+
+    Only a window of ``len(text) + 1`` tokens is decoded (each token decodes to at least one
+    character, so an occurrence that ends in the last token lies inside it; one that ended
+    earlier would have stopped the step then): the prefix is never re-decoded."""
+    if decode is None:
+        return False
+    window = gen[-(len(text) + 1):]
+    if text in decode(window):
+        return len(window) == 1 or text not in decode(window[:-1])
+    return False

@@ -332,12 +332,14 @@ def _sync_generation_config(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
             setattr(gen, name, getattr(tokenizer, name))
 
 
-def format_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
+def format_prompt(tokenizer: PreTrainedTokenizerBase, text: str, *,
+                  system_prompt: str | None = None) -> str:
     """The text to feed the policy for a task prompt.
 
     Parameters:
         tokenizer: the policy's tokenizer.
         text: the task prompt (e.g. ``task.prompt(problem)``).
+        system_prompt: the chat template's system turn (None: the template's default).
 
     Returns:
         ``text`` as one user turn in the tokenizer's chat template, with the generation
@@ -349,10 +351,13 @@ def format_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise TypeError(f"system_prompt must be a str, got {type(system_prompt).__name__}")
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
+        turns = [{"role": "user", "content": text}]
+        if system_prompt is not None:
+            turns.insert(0, {"role": "system", "content": system_prompt})
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
     return text
 
 
@@ -375,7 +380,8 @@ def unrepresentable_chars(tokenizer: PreTrainedTokenizerBase, texts: Any) -> lis
                   if unk in tokenizer(c, add_special_tokens=False)["input_ids"])
 
 
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, *,
+                  system_prompt: str | None = None) -> list[int]:
     """The token ids the policy continues for a task prompt: :func:`format_prompt`, then
     encoded once (ids, not text, travel from here on).
 
@@ -385,6 +391,7 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     Parameters:
         tokenizer: the policy's tokenizer.
         text: the task prompt.
+        system_prompt: as in :func:`format_prompt`.
 
     Returns:
         A list of token ids ``[T]``.
@@ -392,6 +399,6 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     Raises:
         TypeError: ``text`` is not a string.
     """
-    formatted = format_prompt(tokenizer, text)
+    formatted = format_prompt(tokenizer, text, system_prompt=system_prompt)
     templated = bool(getattr(tokenizer, "chat_template", None))
     return list(tokenizer(formatted, add_special_tokens=not templated)["input_ids"])

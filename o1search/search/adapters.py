@@ -28,6 +28,7 @@ from o1search.protocols import (
 )
 
 __all__ = [
+    "CHAT_FINAL_MARKERS",
     "EngineGenerator",
     "VerifierEvaluator",
     "encode_once",
@@ -80,8 +81,8 @@ def encode_once(tokenizer: Any, text: str) -> tuple[int, ...]:
 
 def problems_from_task(task: Any, problems: Sequence[Any], tokenizer: Any, *, seed: int = 0,
                        add_special_tokens: bool = True,
-                       encode: Callable[[str], Sequence[int]] | None = None
-                       ) -> list[SearchProblem]:
+                       encode: Callable[[str], Sequence[int]] | None = None,
+                       system_prompt: str | None = None) -> list[SearchProblem]:
     """Tokenize each problem's prompt once and give it its own seed.
 
     The seed is derived from ``seed`` and the problem's ``id`` (not its position), so a
@@ -98,9 +99,13 @@ def problems_from_task(task: Any, problems: Sequence[Any], tokenizer: Any, *, se
     add_special_tokens : bool
         Let the tokenizer add BOS etc. (the engine needs a non-empty prefix).
     encode : callable, optional
-        ``encode(prompt_text) -> ids`` to use instead of ``tokenizer.encode`` (e.g.
-        ``lambda t: o1search.policy.encode_prompt(tokenizer, t)`` to apply a chat template
-        exactly as the policy was trained).
+        ``encode(prompt_text) -> ids`` to use instead of the default. The default is
+        :func:`o1search.policy.encode_prompt` (the prompt as one user turn of the chat
+        template, with the generation prompt) for a tokenizer with a chat template, else
+        ``tokenizer.encode``.
+    system_prompt : str, optional
+        The chat template's system turn (default: the template's own); ignored without a
+        template or with ``encode``.
 
     Returns
     -------
@@ -111,6 +116,11 @@ def problems_from_task(task: Any, problems: Sequence[Any], tokenizer: Any, *, se
     ValueError
         A prompt that tokenizes to nothing.
     """
+    if encode is None and getattr(tokenizer, "chat_template", None):
+        from o1search.policy import encode_prompt
+
+        def encode(t: str) -> list[int]:
+            return encode_prompt(tokenizer, t, system_prompt=system_prompt)
     out = []
     for p in problems:
         text = task.prompt(p)
@@ -133,6 +143,10 @@ def task_answer_fn(task: Any, decoder: Decoder) -> Any:
     return answer
 
 
+#: How chat models state a final answer: a step containing one of these ends the path.
+CHAT_FINAL_MARKERS = ("\\boxed{", "answer is", "####", "<answer>")
+
+
 class EngineGenerator:
     """:class:`~o1search.protocols.Generator` over :meth:`o1search.engine.Engine.expand`.
 
@@ -151,7 +165,12 @@ class EngineGenerator:
     step_delimiter : str or sequence of int
         Ends a step (default ``"\\n"``, the built-in tasks' delimiter).
     final_prefix : str or sequence of int, optional
-        A step starting with these tokens states the final answer (e.g. ``"answer"``).
+        A step starting with these tokens (or, for a string, whose text starts with it after
+        leading whitespace) states the final answer (e.g. ``"answer"``).
+    final_markers : sequence of str, optional
+        A step whose text contains any of these states the final answer, the way chat
+        models write one (:data:`CHAT_FINAL_MARKERS`: ``\\boxed{``, "answer is", ``####``,
+        ``<answer>``); needs the tokenizer.
 
     Raises
     ------
@@ -161,12 +180,22 @@ class EngineGenerator:
 
     def __init__(self, engine: Any, tokenizer: Any = None, *,
                  step_delimiter: str | Sequence[int] = "\n",
-                 final_prefix: str | Sequence[int] | None = None) -> None:
+                 final_prefix: str | Sequence[int] | None = None,
+                 final_markers: Sequence[str] = ()) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.delimiter = self._ids(step_delimiter, "step_delimiter")
+        # Strings also travel as strings: the engine matches them on decoded text too.
+        self.delimiter_text = step_delimiter if isinstance(step_delimiter, str) else None
         self.final_prefix = (None if final_prefix is None
                              else self._ids(final_prefix, "final_prefix"))
+        self.final_text = final_prefix if isinstance(final_prefix, str) else None
+        markers = tuple(final_markers)
+        if any(not isinstance(m, str) or not m for m in markers):
+            raise ValueError("EngineGenerator: final_markers must be non-empty strings")
+        if markers and tokenizer is None:
+            raise ValueError("EngineGenerator: final_markers need a tokenizer")
+        self.final_markers = markers
         self.stats = GeneratorStats()
         self.max_positions = int(getattr(engine, "max_positions", 2**31 - 1))
 
@@ -193,6 +222,8 @@ class EngineGenerator:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def _has_final(self, tokens: Sequence[int], at_step_start: bool) -> bool:
+        if (self.final_markers or self.final_text is not None) and self._has_final_text(tokens):
+            return True
         fp = self.final_prefix
         if fp is None:
             return False
@@ -201,6 +232,17 @@ class EngineGenerator:
         starts += [i + len(d) for i in range(n - len(d) + 1)
                    if tuple(tokens[i:i + len(d)]) == d]
         return any(tuple(tokens[s:s + m]) == fp for s in starts if s + m <= n)
+
+    def _has_final_text(self, tokens: Sequence[int]) -> bool:
+        """The text test of :meth:`_has_final`: a marker anywhere, or a segment (between
+        delimiters) that starts with the final prefix."""
+        text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+        if any(m in text for m in self.final_markers):
+            return True
+        if self.final_text is None:
+            return False
+        parts = text.split(self.delimiter_text) if self.delimiter_text else [text]
+        return any(p.lstrip().startswith(self.final_text) for p in parts)
 
     def generate(self, requests: Sequence[StepRequest]) -> list[StepOutput]:
         """Expand every request in one :meth:`Engine.expand` call.
@@ -232,7 +274,8 @@ class EngineGenerator:
                 out[i] = StepOutput(tuple(StepCandidate((), 0.0, True, "length")
                                           for _ in range(r.n)))
                 continue
-            stop = StopRule(step_delimiter=None if r.to_end else self.delimiter,
+            delim = self.delimiter_text if self.delimiter_text is not None else self.delimiter
+            stop = StopRule(step_delimiter=None if r.to_end else delim,
                             stop_at_eos=True, max_new_tokens=r.max_new_tokens)
             exclude = None
             if r.exclude and not r.sampling.greedy:
