@@ -888,3 +888,35 @@ def test_mcts_widening_config_is_validated():
         MCTSConfig(fruitless_temperature=-0.1)
     with pytest.raises(TypeError, match="root_rollout"):
         MCTSConfig(root_rollout=1)
+
+
+class MixedGenerator:
+    """Whole completions: samples 0 and 1 finish, sample 2 is cut off (reason 'length')."""
+
+    def generate(self, requests):
+        return [[StepCandidate((5, 6), -1.0, True, "eos"),
+                 StepCandidate((7, 6), -1.0, True, "eos"),
+                 StepCandidate((9, 9, 9), -1.0, False, "length")][: r.n] for r in requests]
+
+
+@pytest.mark.parametrize("select", ["best", "weighted", "majority"])
+def test_best_of_n_never_picks_a_cut_off_completion_over_finished_ones(select):
+    """A truncated completion scoring 0.5 (an evaluator's neutral partial value) must not
+    beat finished answers scoring 0.1 and 0.2; with no finished one it is still chosen."""
+    ev = TableEvaluator({(5, 6): 0.1, (7, 6): 0.2, (9, 9, 9): 0.5})
+    problems = [SearchProblem((1, 2), "p", 0)]
+    cfg = BestOfNConfig(n=3, select=select, max_completion_tokens=8)
+    (res,) = Search(BestOfN(cfg), problems, MixedGenerator(), ev,
+                    answer_fn=lambda p, c: c[0]).run()
+    assert res.finished and tuple(res.completion) in {(5, 6), (7, 6)}
+    if select == "best":
+        assert tuple(res.completion) == (7, 6)
+
+    class CutOff:
+        def generate(self, requests):
+            return [[StepCandidate((9, 9, 9), -1.0, False, "length"),
+                     StepCandidate((8, 8), -1.0, False, "length")][: r.n] for r in requests]
+
+    (res,) = Search(BestOfN(BestOfNConfig(n=2, select="best", max_completion_tokens=8)),
+                    problems, CutOff(), ev, answer_fn=lambda p, c: c[0]).run()
+    assert tuple(res.completion) == (9, 9, 9) and not res.finished

@@ -88,16 +88,23 @@ class BestOfN(Algorithm):
         comps = [tuple(int(t) for t in st.tree.step_tokens(n)) for n in nodes]
         answers = [answer_of(t) for t in comps]
         scores = d["scores"]
+        # Unfinished (cut-off) completions never outrank finished ones: only when none
+        # finished do they compete (a truncated text's partial score or stray number must
+        # not beat a finished answer).
+        pool = [j for j, f in enumerate(d["finished"]) if f] or list(range(len(nodes)))
+        p_answers = [answers[j] for j in pool]
+        p_scores = [scores[j] for j in pool]
         sel = self.config.select
         if sel == "best":
-            i = best_index(scores)
-            votes = vote_totals(answers, scores)
+            k = best_index(p_scores)
+            votes = vote_totals(p_answers, p_scores)
         elif sel == "weighted":
-            i = weighted_vote(answers, scores)
-            votes = vote_totals(answers, scores)
+            k = weighted_vote(p_answers, p_scores)
+            votes = vote_totals(p_answers, p_scores)
         else:
-            i = majority_vote(answers, tiebreak=scores if st.has_evaluator else None)
-            votes = vote_totals(answers)
+            k = majority_vote(p_answers, tiebreak=p_scores if st.has_evaluator else None)
+            votes = vote_totals(p_answers)
+        i = pool[k]
         if st.has_evaluator:
             score = scores[i]
         else:
