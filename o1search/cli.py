@@ -98,6 +98,15 @@ def _budgets(text: str) -> tuple[int, ...]:
     return out
 
 
+def _memory(text: str) -> int:
+    from o1search.experiments.resources import parse_memory
+
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _methods(text: str) -> tuple[str, ...]:
     from o1search.experiments import ALGORITHMS
 
@@ -131,8 +140,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         task=args.task, algo=args.algo, budget=args.budget, problems=args.problems,
         split=args.split, model=args.model, prm=args.prm, question_field=args.question_field,
         answer_field=args.answer_field, max_new_tokens=args.max_new_tokens,
+        step_delimiter=args.step_delimiter, system_prompt=args.system_prompt, out=args.out,
+        overwrite=args.overwrite, batch=args.batch, dtype=args.dtype,
+        num_pages=args.num_pages, kv_memory=args.kv_memory, threads=args.threads,
         tree_html=args.tree_html, seed=args.seed, progress=not args.no_progress)
-    out = run_search(config)
+    out = run_search(config, echo=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(out, default=str))
         return 0
@@ -250,13 +262,32 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--task", default="countdown", help="task name or FILE.jsonl")
     ps.add_argument("--algo", choices=ALGORITHMS, default="mcts")
     ps.add_argument("--budget", type=int, default=256, help="generated tokens per problem")
-    ps.add_argument("--problems", type=int, default=8, help="problems to solve")
-    ps.add_argument("--split", choices=("train", "test"), default="test")
+    ps.add_argument("--problems", type=int, default=None,
+                    help="the first N problems (default: all of a task file, 8 of a built-in)")
+    ps.add_argument("--split", choices=("train", "test"), default=None,
+                    help="search one split (default: a task file whole, in file order; a "
+                    "built-in task's test split)")
     ps.add_argument("--prm", default=None, help="PRM checkpoint (e.g. o1search_out/prm); "
                     "default: the task's verifier guides the search (an oracle)")
     ps.add_argument("--question-field", default="question", help="JSONL question field")
     ps.add_argument("--answer-field", default="answer", help="JSONL answer field")
-    ps.add_argument("--max-new-tokens", type=int, default=96)
+    ps.add_argument("--max-new-tokens", type=int, default=None,
+                    help="longest completion (default 96, 384 for a chat model)")
+    ps.add_argument("--step-delimiter", default=None,
+                    help="text that ends a step (default: newline; blank line for chat models)")
+    ps.add_argument("--system-prompt", default=None, help="chat models: the system turn")
+    ps.add_argument("--out", default=None,
+                    help="write one JSON line per problem to this file, as problems finish")
+    ps.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    ps.add_argument("--batch", type=int, default=8, help="problems searched together")
+    ps.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                    help="weights and KV cache dtype (bfloat16/float16 halve memory)")
+    ps.add_argument("--num-pages", type=int, default=None, help="KV pages of 16 tokens")
+    ps.add_argument("--kv-memory", type=_memory, default=None,
+                    help="memory the KV pool may take, e.g. 512M or 2G (default: 25%% of "
+                    "the available memory, at most 4G, no more than the run holds)")
+    ps.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: half the CPUs, at least 1)")
     ps.add_argument("--tree-html", default=None, help="write the first problem's tree here")
     ps.add_argument("--seed", type=int, default=0)
     ps.add_argument("--no-progress", action="store_true")

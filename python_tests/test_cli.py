@@ -262,3 +262,67 @@ def test_demo_tree_viewer_shows_the_chosen_path(tiny_demo):
     for n in chosen[1:]:
         assert p.nodes[n]["parent"] in chosen
     assert "search answer" in page and "https:" not in page
+
+
+# ------------------------------------------------------------------ search on user data
+def test_search_takes_a_task_file_whole_in_order_and_writes_lines(capsys, tmp_path):
+    """A 12-row file and --problems 4 searches rows 1-4 (not a test split); --out has one
+    JSON line per problem, and --json's accuracy is the share of correct lines."""
+    f = tmp_path / "words.jsonl"
+    f.write_text("".join(json.dumps({"question": f"1+{i}", "answer": str(1 + i)}) + "\n"
+                         for i in range(12)))
+    res = tmp_path / "res.jsonl"
+    code, out, err = run_cli(capsys, "search", "--task", str(f), "--algo", "greedy",
+                             "--problems", "4", "--out", str(res), "--no-progress", "--json")
+    assert code == 0, err
+    assert "KV pool" in err and "torch threads" in err  # resources said once, on stderr
+    got = json.loads(out)
+    lines = [json.loads(x) for x in res.read_text().splitlines()]
+    assert [x["id"] for x in lines] == [f"words-{i}" for i in range(1, 5)]
+    assert [x["question"] for x in lines] == [f"1+{i}" for i in range(4)]
+    assert lines == got["problems"]
+    assert got["summary"]["accuracy"] == sum(x["correct"] for x in lines) / 4
+    assert got["summary"]["problems"] == 4
+    # Without --problems the whole file; an existing --out is kept unless --overwrite.
+    code, _, err = run_cli(capsys, "search", "--task", str(f), "--algo", "greedy",
+                           "--out", str(res), "--no-progress")
+    assert_usage_error(code, err, "exists", "--overwrite")
+    assert len(res.read_text().splitlines()) == 4
+    code, _, err = run_cli(capsys, "search", "--task", str(f), "--algo", "greedy",
+                           "--out", str(res), "--overwrite", "--no-progress", "--batch", "5")
+    assert code == 0, err
+    assert len(res.read_text().splitlines()) == 12
+    # A split only when asked for: the 10/2 seeded split of the file.
+    code, out, err = run_cli(capsys, "search", "--task", str(f), "--algo", "greedy",
+                             "--split", "test", "--no-progress", "--json")
+    assert code == 0 and json.loads(out)["summary"]["problems"] == 1
+
+
+def test_search_resource_options(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "search", "--kv-memory", "lots", "--no-progress")
+    assert_usage_error(code, err, "memory size")
+    code, _, err = run_cli(capsys, "search", "--algo", "greedy", "--problems", "1",
+                           "--kv-memory", "1K", "--no-progress")
+    assert_usage_error(code, err, "holds no page")
+    code, _, err = run_cli(capsys, "search", "--algo", "greedy", "--problems", "1",
+                           "--num-pages", "64", "--threads", "1", "--no-progress", "--json")
+    assert code == 0, err
+    assert "KV pool 64 pages x 16 tokens" in err and "torch threads 1" in err
+
+
+def test_resource_plan_sizes_the_pool_from_bytes_per_token():
+    from types import SimpleNamespace
+
+    from o1search.experiments.resources import kv_bytes_per_token, parse_memory, plan_resources
+
+    cfg = SimpleNamespace(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                          hidden_size=576)  # SmolLM2-135M: head_dim 64
+    assert kv_bytes_per_token(cfg, 4) == 2 * 30 * 3 * 64 * 4 == 46080
+    plan = plan_resources(cfg, dtype_bytes=2, need_tokens=10**9, kv_memory=1 << 30,
+                          threads=3)
+    assert plan.num_pages == (1 << 30) // (23040 * 16) and plan.threads == 3
+    small = plan_resources(cfg, dtype_bytes=4, need_tokens=1000, kv_memory=1 << 30)
+    assert small.num_pages == 64 and "capped" in small.why  # ceil(1000/16) + 1
+    assert parse_memory("512M") == 512 << 20 and parse_memory("1.5GiB") == 3 << 29
+    with pytest.raises(ValueError):
+        parse_memory("-1G")

@@ -78,3 +78,28 @@ def test_score_logprobs_match_the_forward_pass_on_a_long_sequence(smollm2):
     torch.testing.assert_close(torch.as_tensor(res2.logprobs),
                                l2[torch.arange(199, len(s2) - 1), torch.tensor(s2[200:])],
                                rtol=0, atol=1e-4)
+
+
+def test_cli_search_on_the_real_model_and_a_jsonl_file(smollm2_path, tmp_path, capsys):
+    """`o1search search --model PATH --task FILE --out results.jsonl --json` on a chat model:
+    its chat template, its own answer format, one line per problem, exit 0."""
+    import json
+
+    from o1search.cli import main
+
+    f = tmp_path / "sums.jsonl"
+    rows = [("What is 2 + 3?", "5"), ("What is 1 + 1?", "2"), ("What is 10 + 10?", "20")]
+    f.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
+    res = tmp_path / "results.jsonl"
+    code = main(["search", "--model", str(smollm2_path), "--task", str(f), "--algo", "greedy",
+                 "--max-new-tokens", "48", "--out", str(res), "--json", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = [json.loads(x) for x in res.read_text().splitlines()]
+    assert [x["reference"] for x in lines] == ["5", "2", "20"]
+    assert all(x["correct"] for x in lines), lines
+    assert json.loads(out)["summary"]["accuracy"] == 1.0
+    # Bad inputs: one line, exit 2.
+    code = main(["search", "--model", str(tmp_path), "--task", str(f), "--no-progress"])
+    _, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "config.json" in err

@@ -46,7 +46,7 @@ METHODS = ("greedy", "best_of_n", "best_of_n_majority", "best_of_n_weighted",
 
 def make_algorithm(name: str, budget: int | None, *, completion_tokens: int = COMPLETION_TOKENS,
                    max_new_tokens: int = 96, temperature: float = 1.0,
-                   has_prm: bool = True) -> Any:
+                   has_prm: bool = True, has_evaluator: bool | None = None) -> Any:
     """A search algorithm sized for a token budget per problem.
 
     The budget is turned into about ``n = budget / completion_tokens`` whole solutions'
@@ -62,6 +62,8 @@ def make_algorithm(name: str, budget: int | None, *, completion_tokens: int = CO
         temperature: sampling temperature of the sampling methods.
         has_prm: whether the evaluator scores partial paths (a PRM); without one, MCTS takes
             its values from roll-outs scored by the outcome evaluator.
+        has_evaluator: whether best-of-N selects by the evaluator's score (default
+            ``has_prm``); an outcome verifier selects too, a missing evaluator means a vote.
 
     Returns:
         An :class:`o1search.search.Algorithm`.
@@ -81,7 +83,8 @@ def make_algorithm(name: str, budget: int | None, *, completion_tokens: int = CO
     sc = SamplingConfig(temperature=temperature)
     step = max(STEP_TOKENS * 3, 16)  # a step never needs more; the cap bounds a runaway one
     if name == "best_of_n":
-        return BestOfN(BestOfNConfig(n=n, select="best" if has_prm else "majority",
+        by_score = has_prm if has_evaluator is None else has_evaluator
+        return BestOfN(BestOfNConfig(n=n, select="best" if by_score else "majority",
                                      max_completion_tokens=max_new_tokens, token_budget=budget,
                                      sampling=sc))
     if name == "beam":

@@ -4,8 +4,10 @@ the demo's comparison shares."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,12 @@ def run_rounds(search: Any, desc: str, progress: bool) -> list[Any]:
 
 
 def search_method(name: str, budget: int | None, problems: Sequence[Any], task: Any,
-                   engine: Any, tokenizer: Any, evaluator: Any, *, seed: int,
-                   max_new_tokens: int, progress: bool, has_prm: bool,
-                   final_prefix: str | None = "answer", temperature: float = 1.0
-                   ) -> dict[str, Any]:
+                  engine: Any, tokenizer: Any, evaluator: Any, *, seed: int,
+                  max_new_tokens: int, progress: bool, has_prm: bool,
+                  final_prefix: str | None = "answer", temperature: float = 1.0,
+                  step_delimiter: str = "\n", final_markers: Sequence[str] = (),
+                  completion_tokens: int | None = None, has_evaluator: bool | None = None,
+                  system_prompt: str | None = None) -> dict[str, Any]:
     """One method at one budget on ``problems``: results, accuracy, tokens, seconds."""
     from o1search.policy import encode_prompt
     from o1search.search import (
@@ -45,10 +49,13 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
 
     decode = make_decoder(tokenizer)
     sps = problems_from_task(task, problems, tokenizer, seed=seed,
-                             encode=lambda t: encode_prompt(tokenizer, t))
-    gen = EngineGenerator(engine, tokenizer, step_delimiter="\n", final_prefix=final_prefix)
+                             encode=lambda t: encode_prompt(tokenizer, t,
+                                                            system_prompt=system_prompt))
+    gen = EngineGenerator(engine, tokenizer, step_delimiter=step_delimiter,
+                          final_prefix=final_prefix, final_markers=final_markers)
+    sizing = {} if completion_tokens is None else {"completion_tokens": completion_tokens}
     algo = make_algorithm(name, budget, max_new_tokens=max_new_tokens, has_prm=has_prm,
-                          temperature=temperature)
+                          has_evaluator=has_evaluator, temperature=temperature, **sizing)
     engine.flush_cache()  # every method starts cold: wall times compare fairly
     t0 = time.perf_counter()
     search = Search(algo, sps, gen, None if name == "greedy" else evaluator, decoder=decode,
@@ -70,27 +77,49 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
     }
 
 
+#: ``--dtype`` names and the torch dtypes they load.
+DTYPES = ("float32", "bfloat16", "float16")
+
+#: How a chat model's steps are cut: at a blank line.
+CHAT_STEP_DELIMITER = "\n\n"
+
+
 @dataclasses.dataclass
 class SearchRunConfig:
     """``o1search search``: one algorithm on problems of a task.
 
     Raises (``__post_init__``):
-        ValueError: an unknown algorithm, a budget too small, counts below 1.
+        ValueError: an unknown algorithm or dtype, a budget too small, counts below 1.
     """
 
     task: str = _f("countdown", "a built-in task name or the path of a .jsonl file")
     algo: str = _f("mcts", f"one of {', '.join(ALGORITHMS)}")
     budget: int | None = _f(256, "generated tokens per problem (None: no cap)")
-    problems: int = _f(8, "problems to solve (from the start of the split)")
-    split: str = _f("test", "'train' or 'test'")
+    problems: int | None = _f(None, "problems to solve: the first N (None: all of a task "
+                                     "file, 8 of a built-in task)")
+    split: str | None = _f(None, "'train' or 'test' (None: a task file whole, in file order; "
+                                 "a built-in task's test split)")
     model: str | None = _f(None, "policy checkpoint directory (None: the shipped policy)")
     prm: str | None = _f(None, "PRM checkpoint (e.g. <demo out>/prm); None: the task's "
                                "verifier is the evaluator (an oracle: fine for finding "
                                "training data, not an honest test score)")
     question_field: str = _f("question", "JSONL field of the question")
     answer_field: str = _f("answer", "JSONL field of the answer")
-    final_prefix: str | None = _f("answer", "a step starting with this ends a path")
-    max_new_tokens: int = _f(96, "longest completion")
+    final_prefix: str | None = _f("answer", "a step starting with this ends a path (models "
+                                            "without a chat template)")
+    max_new_tokens: int | None = _f(None, "longest completion (None: 96, or 384 for a chat "
+                                          "model)")
+    step_delimiter: str | None = _f(None, "text that ends a step (None: a newline, or a "
+                                          "blank line for a chat model)")
+    system_prompt: str | None = _f(None, "chat models: the system turn (None: the template's)")
+    out: str | None = _f(None, "write one JSON line per problem here, as problems finish")
+    overwrite: bool = _f(False, "replace an existing --out file")
+    batch: int = _f(8, "problems searched together (results are written after each batch)")
+    dtype: str = _f("float32", f"weights and KV dtype: {', '.join(DTYPES)}")
+    num_pages: int | None = _f(None, "KV pages (None: sized from --kv-memory)")
+    kv_memory: int | None = _f(None, "bytes the KV pool may take (None: 25% of the available "
+                                     "memory, at most 4 GiB, and no more than the run holds)")
+    threads: int | None = _f(None, "torch CPU threads (None: half the CPUs, at least 1)")
     tree_html: str | None = _f(None, "write the first problem's tree viewer here")
     seed: int = _f(0, "seed")
     progress: bool = _f(True, "progress bar")
@@ -99,31 +128,71 @@ class SearchRunConfig:
         if self.algo not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algo!r}; use one of "
                              f"{', '.join(ALGORITHMS)}")
-        if self.problems < 1:
+        if self.problems is not None and self.problems < 1:
             raise ValueError(f"problems must be >= 1, got {self.problems}")
-        if self.max_new_tokens < 1:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.split not in ("train", "test"):
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.split not in (None, "train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.step_delimiter == "":
+            raise ValueError("step_delimiter must not be empty")
         if self.budget is not None:
             check_budget(self.budget, "--budget")
         if self.budget is not None and self.algo != "greedy":
             make_algorithm(self.algo, self.budget)  # raises a clear error when too small
 
 
-def run_search(config: SearchRunConfig) -> dict[str, Any]:
+def _select_problems(task: Any, config: SearchRunConfig) -> list[Any]:
+    """A task file whole, in file order, unless a split is asked for; the first N."""
+    every = getattr(task, "all_problems", None)
+    if config.split is None and callable(every):
+        problems, what = list(every()), "problems"
+    else:
+        split = config.split or "test"
+        problems, what = list(task.problems(split)), f"{split} problems"
+    if not problems:
+        raise ValueError(f"task {config.task!r} has no {what}")
+    n = config.problems if config.problems is not None else (
+        len(problems) if callable(every) else 8)
+    return problems[:n]
+
+
+def _open_results(config: SearchRunConfig) -> Any:
+    """The ``--out`` file, opened before any work (an existing file needs --overwrite)."""
+    from o1search.outputs import OutputPathError, check_output_file
+
+    path = check_output_file(config.out, what="--out")
+    if path.exists() and not config.overwrite:
+        raise OutputPathError(f"--out {config.out!r} exists; choose a new file (or pass "
+                              "--overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "w", encoding="utf-8")
+
+
+def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = None
+               ) -> dict[str, Any]:
     """Run one search algorithm on problems of a task (``o1search search``).
+
+    Problems are searched ``config.batch`` at a time; after each batch one JSON line per
+    problem is appended to ``config.out`` (flushed and fsync'ed: a crash loses nothing
+    already written).
 
     Parameters:
         config: a :class:`SearchRunConfig`.
+        echo: where the one line of resources and evaluator goes (None: silent).
 
     Returns:
         ``{"config", "problems": [{"id", "question", "answer", "reference", "correct",
         "generated_tokens", "text"}], "summary": {"accuracy", "mean_generated_tokens",
-        "seconds"}, "tree_html"}``.
+        "seconds", "evaluator", "problems"}, "resources", "tree_html", "out"}``.
 
     Raises:
         FileNotFoundError: a missing model, PRM or task file.
+        OutputPathError: an ``out`` or ``tree_html`` that may not be written.
         ValueError: a bad task file (the message names the field), an empty split, bad
             sizes.
     """
@@ -139,52 +208,102 @@ def run_search(config: SearchRunConfig) -> dict[str, Any]:
     import torch
 
     from o1search.engine import Engine
-    from o1search.policy import default_policy_path, load_policy
+    from o1search.experiments.resources import plan_resources
+    from o1search.policy import default_policy_path, encode_prompt, load_policy
     from o1search.search import VerifierEvaluator, make_decoder
+    from o1search.search.adapters import CHAT_FINAL_MARKERS
 
+    say = echo or (lambda s: None)
     policy_dir = Path(config.model) if config.model else default_policy_path()
     # The task first: a bad data file is reported before the model is loaded.
     task = load_task(config.task, policy_dir, question_field=config.question_field,
-                      answer_field=config.answer_field)
-    model, tok = load_policy(config.model)
-    problems = task.problems(config.split)[: config.problems]
-    if not problems:
-        raise ValueError(f"task {config.task!r} has no {config.split} problems")
-    warn_unrepresentable(tok, task, problems)
-    if config.prm is not None:
-        from o1search.reward import ProcessRewardModel
+                     answer_field=config.answer_field)
+    problems = _select_problems(task, config)
+    sink = _open_results(config) if config.out else None
+    try:
+        dtype = getattr(torch, config.dtype)
+        model, tok = load_policy(config.model, dtype=dtype)
+        warn_unrepresentable(tok, task, problems)
+        chat = bool(getattr(tok, "chat_template", None))
+        max_new = config.max_new_tokens or (384 if chat else 96)
+        delimiter = config.step_delimiter or (CHAT_STEP_DELIMITER if chat else "\n")
+        completion = max(32, max_new // 2) if chat else None
+        if config.prm is not None:
+            from o1search.reward import ProcessRewardModel
 
-        evaluator: Any = ProcessRewardModel.load(config.prm)
-    else:
-        # Partial paths get a neutral 0.5: the verifier only judges finished answers.
-        evaluator = VerifierEvaluator(task, make_decoder(tok), partial_value=0.5)
-    engine = Engine(model, tok, num_pages=8192, page_size=16, max_batch_tokens=4096)
-    with torch.no_grad():
-        row = search_method(config.algo, None if config.algo == "greedy" else config.budget,
-                             problems, task, engine, tok, evaluator, seed=config.seed,
-                             max_new_tokens=config.max_new_tokens, progress=config.progress,
-                             has_prm=config.prm is not None, final_prefix=config.final_prefix)
-    out_problems = []
-    for p, r, ok in zip(problems, row["results"], row["correct"]):
-        out_problems.append({"id": p.id, "question": p.question, "reference": p.answer,
-                             "answer": r.answer, "correct": ok, "text": r.text,
-                             "generated_tokens": r.compute.generated_tokens})
+            evaluator: Any = ProcessRewardModel.load(config.prm)
+            what = f"PRM {config.prm}"
+        else:
+            # Partial paths get a neutral 0.5: the verifier only judges finished answers.
+            evaluator = VerifierEvaluator(task, make_decoder(tok), partial_value=0.5)
+            what = "the task's verifier (an oracle: not an honest test score)"
+        longest = max(len(encode_prompt(tok, task.prompt(p), system_prompt=config.system_prompt))
+                      for p in problems)
+        per = (completion or 32)
+        samples = 8 if config.budget is None else max(2, config.budget // per)
+        need = min(config.batch, len(problems)) * (longest + (samples + 2) * max_new)
+        plan = plan_resources(model.config, dtype_bytes=torch.empty((), dtype=dtype).element_size(),
+                              need_tokens=need, num_pages=config.num_pages,
+                              kv_memory=config.kv_memory, threads=config.threads)
+        torch.set_num_threads(plan.threads)
+        picks = ("greedy: one completion, judged by the task" if config.algo == "greedy"
+                 else f"{config.algo} is guided and its answer picked by {what}")
+        say(f"o1search: {plan.describe()}; {picks}")
+        engine = Engine(model, tok, num_pages=plan.num_pages, page_size=plan.page_size,
+                        max_batch_tokens=4096)
+        budget = None if config.algo == "greedy" else config.budget
+        rows: list[dict[str, Any]] = []
+        out_problems: list[dict[str, Any]] = []
+        first_result = None
+        seconds = 0.0
+        for lo in range(0, len(problems), config.batch):
+            chunk = problems[lo: lo + config.batch]
+            with torch.no_grad():
+                row = search_method(
+                    config.algo, budget, chunk, task, engine, tok, evaluator,
+                    seed=config.seed, max_new_tokens=max_new, progress=config.progress,
+                    has_prm=config.prm is not None, has_evaluator=True,
+                    final_prefix=None if chat else config.final_prefix,
+                    final_markers=CHAT_FINAL_MARKERS if chat else (),
+                    step_delimiter=delimiter, completion_tokens=completion,
+                    system_prompt=config.system_prompt)
+            seconds += row["seconds"]
+            if first_result is None:
+                first_result = (row["results"][0], row["correct"][0])
+            rows.append(row)
+            for p, r, ok in zip(chunk, row["results"], row["correct"]):
+                line = {"id": p.id, "question": p.question, "reference": p.answer,
+                        "answer": r.answer, "correct": ok, "text": r.text,
+                        "generated_tokens": r.compute.generated_tokens}
+                out_problems.append(line)
+                if sink is not None:
+                    sink.write(json.dumps(line, default=str) + "\n")
+            if sink is not None:
+                sink.flush()
+                os.fsync(sink.fileno())
+    finally:
+        if sink is not None:
+            sink.close()
     tree_file = None
-    if config.tree_html:
+    if config.tree_html and first_result is not None:
         from o1search.viz import write_tree_html
 
-        r0 = row["results"][0]
+        r0, ok0 = first_result
         tree_file = str(write_tree_html(
             config.tree_html, r0.tree, decode=make_decoder(tok), chosen=r0.node,
             title=f"o1search {config.algo} tree: {problems[0].id}",
             meta={"question": problems[0].question, "answer": r0.answer,
-                  "correct": row["correct"][0], "algorithm": config.algo}))
+                  "correct": ok0, "algorithm": config.algo}))
+    n = len(out_problems)
     return {
         "config": dataclasses.asdict(config),
         "problems": out_problems,
-        "summary": {"accuracy": row["accuracy"],
-                    "mean_generated_tokens": row["mean_generated_tokens"],
-                    "seconds": round(row["seconds"], 2),
+        "summary": {"accuracy": sum(p["correct"] for p in out_problems) / n,
+                    "mean_generated_tokens": sum(p["generated_tokens"]
+                                                 for p in out_problems) / n,
+                    "seconds": round(seconds, 2), "problems": n,
                     "evaluator": "prm" if config.prm else "verifier (oracle)"},
+        "resources": dataclasses.asdict(plan),
         "tree_html": tree_file,
+        "out": config.out,
     }

@@ -178,6 +178,11 @@ class JsonlTask(Task):
     def __len__(self) -> int:
         return len(self._all)
 
+    def all_problems(self) -> list[Problem]:
+        """Every problem of the file, in file order (what ``o1search search --task FILE``
+        evaluates unless a split is asked for)."""
+        return [p for p, _ in self._all]
+
     def prompt(self, problem: Problem) -> str:
         """The prompt: ``prompt_template`` filled with the record's fields."""
         fields = {k: v for k, v in problem.metadata.items() if isinstance(k, str)}
