@@ -716,3 +716,19 @@ def test_triton_backend_gives_the_same_tokens_as_torch():
     assert out["torch"][1] == out["triton_forced_for_test"][1]
     for a, b in zip(out["torch"][2], out["triton_forced_for_test"][2]):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_the_generic_path_is_announced_once_per_model_and_reason():
+    import warnings as w
+
+    from o1search.engine import engine as engine_mod
+
+    engine_mod._WARNED.clear()
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()
+    with pytest.warns(RuntimeWarning, match="GPT2LMHeadModel runs on the generic"):
+        eng = Engine(model, None, num_pages=8, page_size=4)
+    assert eng.fallback_reason and eng.fallback_reason in str(engine_mod._WARNED)
+    with w.catch_warnings():
+        w.simplefilter("error")
+        Engine(model, None, num_pages=8, page_size=4)  # the second one is silent
