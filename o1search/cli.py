@@ -190,6 +190,16 @@ def _benchmarks_dir() -> Path | None:
     return None
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from o1search.outputs import check_output_dir
+    from o1search.policy.gguf import convert_gguf
+
+    check_output_dir(args.out, overwrite=args.overwrite, what="--out")  # before the work
+    out = convert_gguf(args.gguf, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"wrote {out}: a transformers checkpoint (use it as --model {out})")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -296,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("train", help="train a policy: sft, rest (expert iteration) or grpo")
     pt.add_argument("--task", default="countdown", help="task name or FILE.jsonl")
-    pt.add_argument("--algo", choices=TRAIN_ALGORITHMS, default="sft")
+    pt.add_argument("--algo", "--method", dest="algo", choices=TRAIN_ALGORITHMS, default="sft",
+                    help="trainer (--method is the same option)")
     pt.add_argument("--out", required=True, help="checkpoint folder to write (new, empty, or "
                     "an earlier o1search checkpoint; checked before training starts)")
     pt.add_argument("--overwrite", action="store_true",
@@ -319,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--no-progress", action="store_true")
     pt.set_defaults(func=cmd_train)
+
+    pc = sub.add_parser("convert", help="a GGUF model file -> a transformers checkpoint folder")
+    pc.add_argument("gguf", help="the .gguf file (weights, config and tokenizer)")
+    pc.add_argument("--out", required=True, help="checkpoint folder to write")
+    pc.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    pc.add_argument("--overwrite", action="store_true",
+                    help="write into a folder of other files (they are kept)")
+    pc.set_defaults(func=cmd_convert)
 
     pb = sub.add_parser("bench", help="run a script from benchmarks/ (source checkout)")
     pb.add_argument("name", nargs="?", default=None, help="benchmark name, or 'list'")

@@ -326,3 +326,14 @@ def test_resource_plan_sizes_the_pool_from_bytes_per_token():
     assert parse_memory("512M") == 512 << 20 and parse_memory("1.5GiB") == 3 << 29
     with pytest.raises(ValueError):
         parse_memory("-1G")
+
+
+def test_convert_refuses_what_is_not_a_gguf_file(capsys, tmp_path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"PK\x03\x04 not gguf")
+    code, _, err = run_cli(capsys, "convert", str(bad), "--out", str(tmp_path / "m"))
+    assert_usage_error(code, err, "not a GGUF file")
+    code, _, err = run_cli(capsys, "convert", str(tmp_path / "none.gguf"), "--out",
+                           str(tmp_path / "m"))
+    assert_usage_error(code, err, "no GGUF file")
+    assert not (tmp_path / "m").exists()
