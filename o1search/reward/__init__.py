@@ -54,6 +54,7 @@ from o1search.reward.prm import (  # noqa: E402
     RewardTrainResult,
     train_prm,
 )
+from o1search.reward.tag_prm import TagStepPRM  # noqa: E402
 from o1search.reward.shaping import (  # noqa: E402
     dense_step_rewards,
     outcome_step_rewards,
@@ -69,6 +70,7 @@ __all__ += [
     "PRMTrainConfig",
     "PreferencePair",
     "ProcessRewardModel",
+    "TagStepPRM",
     "RewardTrainResult",
     "SampledTrace",
     "SelfEvaluator",

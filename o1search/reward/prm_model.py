@@ -175,6 +175,51 @@ class ProcessRewardModel(ScalarHeadModel, StepValueEvaluator):
                    head=head)
 
 
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], *, format: str = "auto",
+                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                        **kwargs: Any) -> Any:
+        """A PRM from a local checkpoint folder, in either of two formats.
+
+        Parameters
+        ----------
+        path : str or PathLike
+        format : str
+            ``"o1search"`` (a value-head checkpoint written by :meth:`save`),
+            ``"math-shepherd"`` (a causal LM scoring a step tag, see
+            :class:`~o1search.reward.tag_prm.TagStepPRM`) or ``"auto"`` (o1search's when the
+            folder holds its reward config, else Math-Shepherd's).
+        device, dtype
+        **kwargs
+            For ``"math-shepherd"``: ``step_tag``, ``good_token``, ``bad_token``,
+            ``step_delimiter``, ``aggregation``; for ``"o1search"``: ``use_engine``,
+            ``aggregation``.
+
+        Returns
+        -------
+        ProcessRewardModel or TagStepPRM
+
+        Raises
+        ------
+        FileNotFoundError, ValueError
+            No checkpoint there, an unknown format.
+        """
+        from pathlib import Path
+
+        from o1search.reward.scalar_head import REWARD_CONFIG_FILE
+        from o1search.reward.tag_prm import TagStepPRM
+
+        if format not in ("auto", "o1search", "math-shepherd"):
+            raise ValueError(f"format must be 'auto', 'o1search' or 'math-shepherd', got "
+                             f"{format!r}")
+        root = Path(os.fspath(path)).expanduser()
+        if format == "auto":
+            format = "o1search" if (root / REWARD_CONFIG_FILE).is_file() else "math-shepherd"
+        if format == "o1search":
+            return cls.load(root, device=device, dtype=dtype, **kwargs)
+        return TagStepPRM.from_pretrained(root, device=str(device), dtype=dtype, **kwargs)
+
+
 def _eos_ids(backbone: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     for src in (getattr(getattr(backbone, "generation_config", None), "eos_token_id", None),
