@@ -1,4 +1,4 @@
-"""Task sources: Countdown's use-all rule.
+"""Task sources: GSM8K/MATH rows through JsonlTask, and Countdown's use-all rule.
 
 Oracles: real GSM8K and MATH rows whose answers were checked by hand (below); reasoning-gym's
 own ``score_answer`` (its gold answer scores 1.0); HumanEval's canonical solutions (they
@@ -7,10 +7,156 @@ pass) and bodies that are wrong by hand; Countdown traces computed by hand.
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 
-from o1search.tasks import CountdownTask, get_task
+from o1search.tasks import (
+    CountdownTask,
+    JsonlTask,
+    get_task,
+)
 from o1search.tasks.base import Problem
+
+# --------------------------------------------------------------------- GSM8K / MATH rows
+# The first three rows of GSM8K's train split. Hand check: 48/2 = 24, 48+24 = 72;
+# 12/60 = 0.2 per minute, 0.2*50 = 10; 100/2 = 50, 15*2 = 30, 100-50-30-15 = 5.
+GSM8K = [
+    {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half "
+                 "as many clips in May. How many clips did Natalia sell altogether in April "
+                 "and May?",
+     "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = "
+               "<<48+24=72>>72 clips altogether in April and May.\n#### 72"},
+    {"question": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes "
+                 "of babysitting. How much did she earn?",
+     "answer": "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she "
+               "earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10"},
+    {"question": "Betty is saving money for a new wallet which costs $100. Betty has only "
+                 "half of the money she needs. Her parents decided to give her $15 for that "
+                 "purpose, and her grandparents twice as much as her parents. How much more "
+                 "money does Betty need to buy the wallet?",
+     "answer": "In the beginning, Betty has only 100 / 2 = $<<100/2=50>>50.\nBetty's "
+               "grandparents gave her 15 * 2 = $<<15*2=30>>30.\nThis means, Betty needs 100 - "
+               "50 - 30 - 15 = $<<100-50-30-15=5>>5 more.\n#### 5"},
+]
+# MATH rows (test split). Hand check: sqrt(36*sqrt(16)) = sqrt(144) = 12;
+# gcd(84, 144) = 12, so 84/144 = 7/12; (0, 3) is at distance 3, angle pi/2.
+MATH = [
+    {"problem": "What is the value of $\\sqrt{36 \\times \\sqrt{16}}$?",
+     "solution": "Calculating from the inside out, $$\\sqrt{36 \\times \\sqrt{16}} = "
+                 "\\sqrt{36 \\times 4} = \\sqrt{144} = \\boxed{12}.$$",
+     "level": "Level 1", "type": "Prealgebra"},
+    {"problem": "Simplify $\\frac{84}{144}.$",
+     "solution": "The greatest common divisor of 84 and 144 is 12.\nSo $\\frac{84}{144} = "
+                 "\\frac{7 \\cdot 12}{12 \\cdot 12} = \\boxed{\\frac{7}{12}}.$",
+     "level": "Level 1", "type": "Prealgebra"},
+    {"problem": "Convert the point $(0,3)$ in rectangular coordinates to polar coordinates.",
+     "solution": "We have that $r = \\sqrt{0^2 + 3^2} = 3.$\nThe line to $(0,3)$ makes an "
+                 "angle of $\\frac{\\pi}{2}$ with the positive $x$-axis.\nTherefore, the polar "
+                 "coordinates are $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
+     "level": "Level 2", "type": "Precalculus"},
+]
+
+
+def _write_rows(tmp_path, rows, name):
+    path = tmp_path / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def _by_question(task):
+    return {p.question: p for p in task.train + task.test}
+
+
+@pytest.mark.parametrize("fmt", ["auto", "gsm8k"])
+def test_gsm8k_rows_give_the_final_number_and_a_clean_trace(tmp_path, fmt):
+    task = JsonlTask(_write_rows(tmp_path, GSM8K, "gsm8k.jsonl"), format=fmt, test_fraction=0.34)
+    assert task.format == "gsm8k" and len(task) == 3
+    probs = _by_question(task)
+    natalia, weng, betty = (probs[r["question"]] for r in GSM8K)
+    assert (natalia.answer, weng.answer, betty.answer) == ("72", "10", "5")
+    assert natalia.solution == ("Natalia sold 48/2 = 24 clips in May.",
+                                "Natalia sold 48+24 = 72 clips altogether in April and May.",
+                                "#### 72")
+    assert weng.solution[1] == "Working 50 minutes, she earned 0.2 x 50 = $10."
+    assert natalia.metadata["answer"] == GSM8K[0]["answer"]  # the raw row is kept
+    for p in probs.values():
+        assert task.prompt(p) == p.question + "\n"
+        assert task.verify(p, task.demonstration(p)) == 1.0
+    assert task.verify(natalia, "She sold 72 in all.\n#### 72") == 1.0
+    assert task.verify(natalia, "So the answer is \\boxed{72}.") == 1.0
+    assert task.verify(natalia, "#### 71") == 0.0
+    assert task.verify(weng, "\\boxed{10}") == 1.0 and task.verify(weng, "\\boxed{0.2}") == 0.0
+
+
+def test_gsm8k_thousands_separators_and_bad_rows(tmp_path):
+    task = JsonlTask(_write_rows(tmp_path, [
+        {"question": "How many?", "answer": "10 * 100 = <<10*100=1000>>1000\n#### 1,000"},
+        {"question": "Two?", "answer": "1+1=2\n#### 2"}], "sep.jsonl"))
+    assert _by_question(task)["How many?"].answer == "1000"
+    # A later row without the '#### N' line is an error naming file, line and field.
+    bad = _write_rows(tmp_path, [GSM8K[0], {"question": "x", "answer": "it is 3"}], "bad.jsonl")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'answer' must be a GSM8K"):
+        JsonlTask(bad)
+    with pytest.raises(ValueError, match=r"bad2\.jsonl:1: field 'answer'.*'#### <answer>'"):
+        JsonlTask(_write_rows(tmp_path, [{"question": "x", "answer": "3"}], "bad2.jsonl"),
+                  format="gsm8k")
+    with pytest.raises(ValueError, match="gives no answer"):
+        JsonlTask(_write_rows(tmp_path, [{"question": "x", "answer": "a\n####"}], "e.jsonl"))
+    with pytest.raises(ValueError, match="leave solution_field unset"):
+        JsonlTask(bad, format="gsm8k", solution_field="answer")
+    # A plain file whose answers are plain stays plain.
+    plain = JsonlTask(_write_rows(tmp_path, [{"question": "2+2", "answer": 4}], "p.jsonl"))
+    assert plain.format == "plain" and plain.train + plain.test and \
+        (plain.train + plain.test)[0].answer == "4"
+
+
+@pytest.mark.parametrize("fmt", ["auto", "math"])
+def test_math_rows_give_the_boxed_answer(tmp_path, fmt):
+    task = JsonlTask(_write_rows(tmp_path, MATH, "math.jsonl"), format=fmt, test_fraction=0.34)
+    assert task.format == "math"
+    probs = _by_question(task)
+    root, frac, polar = (probs[r["problem"]] for r in MATH)
+    assert root.answer == "12"
+    assert frac.answer == "\\frac{7}{12}"
+    assert polar.answer == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    assert frac.solution == tuple(MATH[1]["solution"].split("\n"))
+    for p in probs.values():
+        assert task.verify(p, task.demonstration(p)) == 1.0
+    assert task.verify(root, "\\boxed{12}") == 1.0 and task.verify(root, "\\boxed{14}") == 0.0
+    assert task.verify(frac, "\\boxed{\\frac{7}{12}}") == 1.0
+    assert task.verify(frac, "\\boxed{\\frac{7}{11}}") == 0.0
+    assert task.prompt(root) == MATH[0]["problem"] + "\n"
+    # The CLI passes the plain names explicitly; the layout is still the file's.
+    named = JsonlTask(task.path, question_field="question", answer_field="answer")
+    assert named.format == "math" and named.question_field == "problem"
+
+
+def test_math_answer_field_and_bad_rows(tmp_path):
+    # MATH-500 rows carry an answer field too; naming it makes it the reference.
+    rows = [dict(MATH[0], answer="12"), dict(MATH[1], answer="7/12")]
+    task = JsonlTask(_write_rows(tmp_path, rows, "m500.jsonl"), format="math",
+                     answer_field="answer")
+    assert _by_question(task)[MATH[1]["problem"]].answer == "7/12"
+    no_box = [MATH[0], {"problem": "p", "solution": "no box here"}]
+    with pytest.raises(ValueError, match=r"nobox\.jsonl:2: field 'solution' has no \\boxed"):
+        JsonlTask(_write_rows(tmp_path, no_box, "nobox.jsonl"))
+    with pytest.raises(ValueError, match=r"noprob\.jsonl:1: missing field 'problem'"):
+        JsonlTask(_write_rows(tmp_path, [{"question": "q", "solution": "\\boxed{1}"}],
+                              "noprob.jsonl"), format="math")
+    with pytest.raises(ValueError, match="format must be one of"):
+        JsonlTask(_write_rows(tmp_path, MATH, "m.jsonl"), format="mmlu")
+
+
+def test_jsonl_gz_and_get_task(tmp_path):
+    path = tmp_path / "gsm8k.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in GSM8K)
+    task = get_task(str(path), test_fraction=0.34)
+    assert isinstance(task, JsonlTask) and task.name == "gsm8k" and task.format == "gsm8k"
+    assert sorted(p.answer for p in task.train + task.test) == ["10", "5", "72"]
+
 
 # --------------------------------------------------------------------- Countdown use_all
 def _cd(use_all):
