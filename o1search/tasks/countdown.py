@@ -10,6 +10,11 @@ Rules the verifier enforces: every step is ``a op b = c`` with true integer arit
 (``/`` exact, no negative results), each number is used at most as often as it is available
 (the given numbers plus the results of earlier steps), and the answer equals the target and
 is the value of the last step. Checks and corrections follow :mod:`o1search.tasks.base`.
+
+With ``use_all=True`` (the rule of reasoning-gym's countdown and most RL work on Countdown)
+every given number must also be used exactly once: the steps form one expression, so that
+after the last step the target is the only value left unused. The generator's gold traces
+always combine all the numbers, so they satisfy both rules.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class CountdownTask(Task):
         check_prob: probability that a demonstration step is followed by a ``check`` line.
         correction_prob: probability that a demonstration step is first written wrong and
             then corrected with a ``wait`` line.
+        use_all: also require every given number to be used exactly once (default False:
+            each at most once). The problems are the same either way.
 
     Raises:
         ValueError: knobs out of range, or too few distinct problems for the split sizes.
@@ -81,6 +88,7 @@ class CountdownTask(Task):
         seed: int = 0,
         check_prob: float = 0.0,
         correction_prob: float = 0.0,
+        use_all: bool = False,
     ) -> None:
         super().__init__()
         if not 2 <= num_count <= 6:
@@ -104,6 +112,7 @@ class CountdownTask(Task):
         self.seed = seed
         self.check_prob = check_prob
         self.correction_prob = correction_prob
+        self.use_all = bool(use_all)
 
     # -- generation -------------------------------------------------------------------
     def _generate_one(self, rng: random.Random) -> tuple[list[int], int, list[str]] | None:
@@ -217,6 +226,15 @@ class CountdownTask(Task):
             return VerifyResult(0.0, False, f"answer {answer} is not the target {target}", answer)
         if not steps or steps[-1].value != target:
             return VerifyResult(0.0, False, "the steps do not reach the target", answer)
+        if self.use_all:
+            # Each step turns two values into one, so "all numbers used, once each" is: the
+            # target is the only value left.
+            left = sorted((+available).elements())
+            if left != [target]:
+                unused = Counter(left)
+                unused[target] -= 1
+                return VerifyResult(0.0, False, "use_all: not every number is used; left over: "
+                                    + " ".join(map(str, sorted((+unused).elements()))), answer)
         return VerifyResult(1.0, True, "reaches the target with valid steps", answer)
 
 
@@ -278,7 +296,7 @@ def broad_problems(task: CountdownTask, spec: str | Sequence[tuple[int, int]], *
                              max_number=max_number, max_value=max(task.max_value, max_number),
                              min_target=task.min_target, n_train=count, n_test=0,
                              seed=seed + i, check_prob=task.check_prob,
-                             correction_prob=task.correction_prob)
+                             correction_prob=task.correction_prob, use_all=task.use_all)
         sources.append(draw.problems("train"))
     out = []
     for problems in sources:
