@@ -169,10 +169,7 @@ def _math_reference(reference: Any) -> str:
             "MathAnswerVerifier's reference must be an answer (str or number) or have an "
             f"answer attribute that is; got {type(gold).__name__}"
         )
-    gold = str(gold).strip()
-    if not gold:
-        raise ValueError("MathAnswerVerifier's reference answer is empty")
-    return gold
+    return str(gold).strip()
 
 
 class MathAnswerVerifier(Verifier):
@@ -253,12 +250,16 @@ class MathAnswerVerifier(Verifier):
     def verify(self, reference: Any, completion: str) -> VerifyResult:
         """See :meth:`Verifier.verify`.
 
+        An empty reference answer (a blank record in user data) matches nothing: the result
+        is wrong with that reason, so one bad record does not stop a training run.
+
         Raises:
             TypeError: ``completion`` is not a string, or the reference is not an answer.
-            ValueError: the reference answer is empty.
         """
         _check_completion(completion)
         gold = _math_reference(reference)
+        if not gold:
+            return VerifyResult(0.0, False, "the reference answer is empty")
         question = getattr(reference, "question", None)
         if isinstance(question, str) and len(question.strip()) >= _MIN_ECHO_CHARS:
             at = completion.rfind(question.strip())
