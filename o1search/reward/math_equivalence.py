@@ -1,58 +1,130 @@
-"""Whether two math answers are equivalent: :func:`math_equal`.
+r"""Whether two math answers are equivalent: :func:`math_equal`.
 
-Cosmetic clean-up, then parsing into sympy (plain maths through a screened ``parse_expr``,
-LaTeX through ``latex2sympy2_extended`` when installed) and comparison (numbers to a
-tolerance, expressions at random points and by ``simplify``, tuples, sets, intervals,
-equations), under a time limit and a screen for inputs sympy cannot bound.
+Equality is decided by Hugging Face's ``math-verify`` (``math_verify.parse`` of each answer
+inside ``\boxed{}``, then ``math_verify.verify`` with the reference as gold): LaTeX,
+fractions against decimals, percentages, sets in any order, tuples, intervals, equations
+(``x = 3`` answers ``3``), units in ``\text{}``. The project's own code remains only where
+math-verify 0.9.0 was measured to be wrong; each case has a test in
+``python_tests/test_verifiers.py``:
+
+1. **Inputs that explode in C.** ``2^{10^{12}}``-like exponents, power towers and big
+   factorials are arithmetic that no signal interrupts, and ``"(" * 2000 + "1" + ")" * 2000``
+   kept ``math_verify.parse`` busy for over 30 s. :func:`_too_costly` screens such text (and
+   anything over 400 characters) first; it is then compared as a string only.
+2. **The time limit.** math-verify's own timeout is ``signal.alarm``: whole seconds, it
+   cancels an alarm the application had set, and it raises ValueError off the main thread.
+   Its work is slow on small hostile input (``\frac`` nested 16 deep against ``1`` ran past
+   3 s in ``verify``), so math-verify runs with its timeouts off, under
+   :func:`_call_with_limit`: an interval timer in the main thread (fractions of a second,
+   the caller's own alarm given back), a watchdog thread elsewhere.
+3. **Plain-text (sympy) notation.** math-verify reads ``sin(x)^2+cos(x)^2`` as
+   ``s*i*n(x)**2 + ...`` and ``oo`` as ``o*o``, so ``sin(x)^2+cos(x)^2 = 1`` and
+   ``oo = \infty`` came out unequal. When math-verify says "unequal" and an answer is plain
+   text naming sympy functions or ``oo``, the screened sympy parser :func:`_parse_plain`
+   decides instead.
+4. **Thousands grouped by spaces.** ``1 234`` was read as 235; the spaces are removed first.
+5. **A trailing full stop.** ``12.`` did not parse at all; it is dropped first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import math
+import numbers
 import random
 import re
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["math_equal"]
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """Raised by the timer. A BaseException so that the many ``except Exception`` clauses
+    in math-verify and sympy cannot swallow it and carry on past the limit."""
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block after ``seconds`` (SIGALRM; main thread on POSIX only).
+def _interval_timer(seconds: float) -> Iterator[None]:
+    """Raise :class:`_Timeout` in the block after ``seconds`` (SIGALRM; main thread only).
 
-    Elsewhere the block runs unguarded; callers screen inputs with :func:`_too_costly`
-    first, since a signal cannot interrupt one long C-level operation (a huge integer power)
-    in any thread either.
+    The handler raises again every 50 ms until the block exits, should a bare ``except:``
+    swallow the first one; an alarm the application had pending is given back, less the
+    time spent here.
     """
-    usable = (
-        hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-        and seconds > 0
-    )
-    if not usable:
-        yield
-        return
+    state = {"active": True}
 
     def on_alarm(signum: int, frame: Any) -> None:
-        raise _Timeout()
+        if state["active"]:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            raise _Timeout()
 
+    start = time.monotonic()
     old_handler = signal.signal(signal.SIGALRM, on_alarm)
     old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        while True:  # the timer may fire while we disarm it; once inactive it cannot
+            try:
+                state["active"] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                break
+            except _Timeout:
+                continue
         signal.signal(signal.SIGALRM, old_handler)
-        if old_timer[0] > 0:  # give the application back its own pending alarm
-            signal.setitimer(signal.ITIMER_REAL, *old_timer)
+        if old_timer[0] > 0:
+            left = max(old_timer[0] - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, old_timer[1])
+
+
+def _call_with_limit(fn: Callable[[], Any], seconds: float) -> tuple[bool, Any]:
+    """``(True, fn())`` if ``fn`` finishes within ``seconds``, else ``(False, None)``.
+
+    In the main thread an interval timer interrupts ``fn``. Signals reach only the main
+    thread, so elsewhere ``fn`` runs in a daemon watchdog thread that is abandoned at the
+    limit: the caller gets its answer in time, but the abandoned work runs on in the
+    background until it ends (inputs that could run unbounded are screened out before).
+    Exceptions of ``fn`` propagate.
+    """
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        try:
+            with _interval_timer(seconds):
+                return True, fn()
+        except _Timeout:
+            return False, None
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name="o1search-math-equal", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        return False, None
+    if "error" in box:
+        raise box["error"]
+    return True, box.get("value")
+
+
+class _DropDisabledTimeoutWarning(logging.Filter):
+    """math-verify warns once that its timeout is off; here the limit is ours (case 2)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DropDisabledTimeoutWarning())
 
 
 _MAX_EXPR_CHARS = 400
@@ -151,26 +223,58 @@ def _parse_plain(s: str) -> Any:
         return None
 
 
-def _parse(s: str) -> Any:
-    """A sympy object for an answer string, or None when it is not maths we can read.
 
-    Text without backslashes is read as plain maths first (``sin(x)^2``, ``2x+1``), LaTeX
-    by ``latex2sympy2_extended`` when it is installed (a parser, no eval).
-    """
-    try:
-        from latex2sympy2_extended import latex2sympy
-    except ImportError:  # pragma: no cover - depends on the environment
-        latex2sympy = None
-    if "\\" not in s:
-        e = _parse_plain(s)
-        if e is not None:
-            return e
-    if latex2sympy is not None:
-        try:
-            return latex2sympy(s)
-        except Exception:  # the parser raises many types; any failure means "not LaTeX maths"
-            pass
-    return _parse_plain(s) if "\\" in s else None
+def _clean(s: str) -> str:
+    """The clean-up math-verify needs before it sees an answer (cases 4 and 5)."""
+    s = s.strip()
+    if len(s) >= 2 and s[0] == s[-1] == "$":
+        s = s.strip("$").strip()
+    s = re.sub(r"(?<=\d)\s*\.$", "", s)  # "12." is 12
+    if re.fullmatch(r"-?\d{1,3}(?:(?: |\\,|\\ |~)\d{3})+(?:\.\d+)?", s):  # "1 234" is 1234
+        s = re.sub(r" |\\,|\\ |~", "", s)
+    return s
+
+
+@functools.cache
+def _load_math_verify() -> Any:
+    """math-verify, imported (about a second) and its patterns compiled, outside any time
+    limit: an import cut off by the timer, or in an abandoned thread, would cost the verdict
+    of an honest first answer."""
+    import math_verify
+
+    math_verify.parse("\\boxed{1}", parsing_timeout=None)
+    return math_verify
+
+
+def _mv_equal(predicted: str, reference: str, float_rounding: int) -> bool:
+    """math-verify's verdict, the reference as gold (verify is not symmetric)."""
+    import math_verify
+
+    gold = math_verify.parse("\\boxed{" + reference + "}", parsing_timeout=None)
+    target = math_verify.parse("\\boxed{" + predicted + "}", parsing_timeout=None)
+    if not gold or not target:
+        return False
+    return bool(
+        math_verify.verify(gold, target, float_rounding=float_rounding, timeout_seconds=None)
+    )
+
+
+_SYMPY_NAME = re.compile(r"(?<![A-Za-z\\])(?:oo|[a-z]{2,5})(?![A-Za-z])")
+
+
+def _sympy_notation(s: str) -> bool:
+    """Plain text with names math-verify reads letter by letter (case 3)."""
+    return "\\" not in s and any(
+        n in _PLAIN_NAMES for n in _SYMPY_NAME.findall(s)
+    )
+
+
+def _plain_equal(predicted: str, reference: str, rel_tol: float) -> bool:
+    """The project's own comparison, for sympy notation only (case 3)."""
+    if not (_sympy_notation(predicted) or _sympy_notation(reference)):
+        return False
+    a, b = _parse_plain(_strip_answer(predicted)), _parse_plain(_strip_answer(reference))
+    return a is not None and b is not None and _sym_equal(a, b, rel_tol)
 
 
 def _unwrap(e: Any) -> Any:
@@ -247,51 +351,71 @@ def _close(a: Any, b: Any, rel_tol: float) -> bool:
     return abs(va - vb) <= rel_tol * max(abs(va), abs(vb), 1e-12) or abs(va - vb) < 1e-12
 
 
+
+
+def _as_text(value: Any, name: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"{name} must be a str (or a number), got {type(value).__name__}")
+
+
 def math_equal(
     predicted: str, reference: str, *, rel_tol: float = 1e-6, timeout_s: float = 2.0
 ) -> bool:
     r"""Whether two math answers are equivalent.
 
-    Equal strings (after cosmetic clean-up: ``$``, ``\left``/``\right``, ``\text{}``,
-    degrees) are equal; otherwise both are parsed (LaTeX through ``latex2sympy2_extended``
-    when installed, else sympy's parser with ``\frac``/``\sqrt``/``\pi`` translated) and
-    compared: numbers to ``rel_tol``, symbolic expressions at random points and then by
-    ``sympy.simplify`` under a ``timeout_s`` guard; tuples in order, sets in any order,
-    intervals with their ends; ``x = 3`` counts as ``3``; ``50\%`` equals both ``50`` and
-    ``0.5``. Inputs that would make sympy build astronomically large numbers (power towers,
-    big factorials) or that are longer than 400 characters are compared as strings only.
+    Equal strings (after stripping ``$...$`` and a final full stop) are equal. Otherwise
+    math-verify decides (see the module docstring): ``\frac12 = 0.5``, ``50\% = 0.5 = 50``,
+    ``\{1,2\} = \{2,1\}``, ``x = 3`` answers ``3``, ``10\text{ cm} = 10``, ``[1,2) \ne
+    [1,2]``. The project's own code overrides it only where it was measured wrong: text
+    that could make sympy run unbounded in C (power towers, exponents over 10^5, factorials
+    over 5000, over 400 characters) is compared as a string only; plain-text sympy
+    notation (``sin(x)^2+cos(x)^2``, ``oo``) is read by a screened sympy parser; ``1 234``
+    means 1234. Nothing is ever evaluated as Python.
 
     Parameters:
-        predicted: the extracted answer of a completion.
-        reference: the reference answer.
-        rel_tol: relative tolerance of numeric comparison.
-        timeout_s: time allowed for parsing and comparison (enforced in the main thread).
+        predicted: the extracted answer of a completion (a number is turned into text).
+        reference: the reference answer (likewise).
+        rel_tol: numeric tolerance: answers with a decimal point are compared rounded to
+            ``-log10(rel_tol)`` decimals (math-verify's ``float_rounding``), plain-text
+            ones to this relative tolerance.
+        timeout_s: time allowed for parsing and comparison, in any thread (see
+            :func:`_call_with_limit`); a comparison that runs out is "not equal".
 
     Returns:
         True when judged equivalent.
+
+    Raises:
+        TypeError: an answer is neither a string nor a number.
+        ValueError: ``rel_tol`` is negative or ``timeout_s`` is not positive.
     """
-    p, r = _strip_answer(str(predicted)), _strip_answer(str(reference))
+    p, r = _clean(_as_text(predicted, "predicted")), _clean(_as_text(reference, "reference"))
+    if not rel_tol >= 0:
+        raise ValueError(f"rel_tol must be >= 0, got {rel_tol}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     if not p or not r:
         return False
     if p == r:
         return True
-    candidates = [(p, r)]
-    pct = re.compile(r"\s*\\?%\s*$")
-    if pct.search(p) or pct.search(r):  # 50% vs 50: the MATH convention drops the sign
-        candidates.append((pct.sub("", p), pct.sub("", r)))
-    for x, y in candidates:
-        if x == y:
-            return True
-        if _too_costly(x) or _too_costly(y):
-            continue
+    if _too_costly(p) or _too_costly(r):
+        return False
+    _load_math_verify()
+    float_rounding = 15 if rel_tol == 0 else min(15, max(0, round(-math.log10(rel_tol))))
+
+    def compare() -> bool:
         try:
-            with _time_limit(timeout_s):
-                ex, ey = _parse(x), _parse(y)
-                if ex is not None and ey is not None and _sym_equal(ex, ey, rel_tol):
-                    return True
-        except _Timeout:
-            continue
+            if _mv_equal(p, r, float_rounding):
+                return True
+        except (RecursionError, MemoryError):
+            return False
+        try:
+            return _plain_equal(p, r, rel_tol)
         except (RecursionError, MemoryError, ArithmeticError, TypeError, ValueError,
                 AttributeError, NotImplementedError):
-            continue
-    return False
+            return False
+
+    done, equal = _call_with_limit(compare, timeout_s)
+    return bool(done and equal)

@@ -19,12 +19,14 @@ from __future__ import annotations
 import abc
 import concurrent.futures
 import dataclasses
+import numbers
 import re
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from o1search.reward.answer_extraction import (
+    extract_answers,
     extract_boxed,
     extract_code,
     extract_final_answer,
@@ -38,6 +40,7 @@ __all__ = [
     "MathAnswerVerifier",
     "VerifyResult",
     "Verifier",
+    "extract_answers",
     "extract_boxed",
     "extract_code",
     "extract_final_answer",
@@ -154,19 +157,55 @@ class ExactMatchVerifier(Verifier):
 
 # ------------------------------------------------------------------------- math answers
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_SENTENCE_BREAK = re.compile(r"[.!?](?=\s)|\n")
+_HEDGE = re.compile(r"\b(?:or|maybe|perhaps|possibly|probably|either)\b", re.IGNORECASE)
+_MIN_ECHO_CHARS = 16
+
+
+def _math_reference(reference: Any) -> str:
+    gold = _reference_of(reference)
+    if isinstance(gold, bool) or not isinstance(gold, (str, numbers.Number)):
+        raise TypeError(
+            "MathAnswerVerifier's reference must be an answer (str or number) or have an "
+            f"answer attribute that is; got {type(gold).__name__}"
+        )
+    return str(gold).strip()
 
 
 class MathAnswerVerifier(Verifier):
     r"""Correct when the completion's final answer is mathematically equal to the reference.
 
-    The answer is taken with :func:`extract_final_answer` (``\boxed{}``, ``answer ...``,
-    ``#### ...``); when none is stated and ``fallback_last_number`` is set, the last number
-    in the completion is used. Equality is :func:`math_equal`.
+    Reading: :func:`extract_answers` (every ``\boxed{}``; else the last ``<answer>`` tag,
+    ``#### ...`` line or answer statement); when none is stated and ``fallback_last_number``
+    is set, the last number in the completion. Equality: :func:`math_equal`, which is
+    math-verify except where that was measured wrong (see
+    :mod:`o1search.reward.math_equivalence`).
+
+    Rules against a policy that optimises this reward:
+
+    - **Alternatives are one answer, a set.** Several different boxes
+      (``\boxed{3}\boxed{4}``), ``the answer is 3 or 4``, ``42 or maybe 43``, an answer
+      listing every candidate: all are read as the set of the alternatives, which equals
+      only a reference that is that set (``3, 4``), never ``3`` or ``42``. Without a stated
+      answer, a last sentence that hedges (``or``, ``maybe``, ``perhaps``...) between numbers
+      gives all its numbers. Boxes that repeat one answer count once.
+    - **Only the completion's own answer counts.** When the reference carries its question
+      (a :class:`~o1search.tasks.Problem`) and the completion repeats it (at least 16
+      characters), reading starts after the last repetition, so an echo that states the
+      reference cannot answer for the completion. A later answer statement replaces an
+      earlier one (self-correction).
+    - **Text is not a verdict.** ``VERDICT: correct`` or ``[[CORRECT]]`` are words; only the
+      extracted answer is compared.
+    - **Bounded work.** Every comparison has ``timeout_s``, in any thread; answers that
+      could run unbounded in C are compared as strings.
 
     Parameters:
-        rel_tol: relative tolerance of numeric comparison.
-        timeout_s: time limit of one comparison (enforced in the main thread).
+        rel_tol: numeric tolerance (see :func:`math_equal`).
+        timeout_s: time limit of one comparison, in seconds (> 0).
         fallback_last_number: use the last number when no answer is stated (default True).
+
+    Raises:
+        ValueError: ``rel_tol`` < 0 or ``timeout_s`` <= 0.
     """
 
     def __init__(
@@ -174,22 +213,58 @@ class MathAnswerVerifier(Verifier):
     ) -> None:
         if not rel_tol >= 0:
             raise ValueError(f"rel_tol must be >= 0, got {rel_tol}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.rel_tol = rel_tol
         self.timeout_s = timeout_s
         self.fallback_last_number = fallback_last_number
 
+    def _last_numbers(self, completion: str) -> list[str]:
+        """The last number, or every number of a last sentence that hedges between them."""
+        nums = list(_NUMBER.finditer(completion))
+        if not nums:
+            return []
+        last = nums[-1]
+        breaks = [m.end() for m in _SENTENCE_BREAK.finditer(completion, 0, last.start())]
+        begin = breaks[-1] if breaks else 0
+        end_m = _SENTENCE_BREAK.search(completion, last.end())
+        sentence = completion[begin : end_m.start() if end_m else len(completion)]
+        found = [m.group().rstrip(",") for m in nums if begin <= m.start() < last.end()]
+        if len(set(found)) > 1 and _HEDGE.search(sentence):
+            return list(dict.fromkeys(found))
+        return [last.group().rstrip(",")]
+
     def extract(self, completion: str) -> str | None:
-        """The answer this verifier reads from a completion, or None."""
-        pred = extract_final_answer(completion)
-        if pred is None and self.fallback_last_number:
-            nums = _NUMBER.findall(completion)
-            pred = nums[-1] if nums else None
-        return pred
+        """The answer this verifier reads from a completion (alternatives joined by
+        ``", "``), or None.
+
+        Raises:
+            TypeError: ``completion`` is not a string.
+        """
+        _check_completion(completion)
+        answers = extract_answers(completion)
+        if not answers and self.fallback_last_number:
+            answers = self._last_numbers(completion)
+        return ", ".join(answers) if answers else None
 
     def verify(self, reference: Any, completion: str) -> VerifyResult:
-        """See :meth:`Verifier.verify`."""
+        """See :meth:`Verifier.verify`.
+
+        An empty reference answer (a blank record in user data) matches nothing: the result
+        is wrong with that reason, so one bad record does not stop a training run.
+
+        Raises:
+            TypeError: ``completion`` is not a string, or the reference is not an answer.
+        """
         _check_completion(completion)
-        gold = str(_reference_of(reference))
+        gold = _math_reference(reference)
+        if not gold:
+            return VerifyResult(0.0, False, "the reference answer is empty")
+        question = getattr(reference, "question", None)
+        if isinstance(question, str) and len(question.strip()) >= _MIN_ECHO_CHARS:
+            at = completion.rfind(question.strip())
+            if at >= 0:
+                completion = completion[at + len(question.strip()) :]
         pred = self.extract(completion)
         if pred is None:
             return VerifyResult(0.0, False, "no final answer found")
