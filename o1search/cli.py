@@ -172,7 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, learning_rate=args.lr, eval_problems=args.eval_problems,
         question_field=args.question_field, answer_field=args.answer_field,
         solution_field=args.solution_field, seed=args.seed, progress=not args.no_progress,
-        overwrite=args.overwrite, resume=args.resume)
+        overwrite=args.overwrite, resume=args.resume, num_pages=args.num_pages,
+        kv_memory=args.kv_memory, threads=args.threads)
     out = run_train(config)
     b, a = out["greedy_accuracy_before"], out["greedy_accuracy_after"]
     if b is not None:
@@ -329,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--solution-field", default=None, help="JSONL step-by-step solution field")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--no-progress", action="store_true")
+    pt.add_argument("--num-pages", type=int, default=None,
+                    help="KV pages of the search engine (rest, grpo)")
+    pt.add_argument("--kv-memory", type=_memory, default=None,
+                    help="memory the search engine's KV pool may take, e.g. 2G")
+    pt.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: half the CPUs, at least 1)")
     pt.set_defaults(func=cmd_train)
 
     pc = sub.add_parser("convert", help="a GGUF model file -> a transformers checkpoint folder")

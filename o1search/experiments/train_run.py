@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,12 @@ class TrainRunConfig:
     overwrite: bool = _f(False, "write into a folder of other files (they are kept), or over "
                                 "the input checkpoint")
     resume: bool = _f(False, "continue the ReST run in ``out`` from its latest round")
+    num_pages: int | None = _f(None, "KV pages of the search engine (None: sized from "
+                                     "--kv-memory)")
+    kv_memory: int | None = _f(None, "bytes the search engine's KV pool may take (None: 25% "
+                                     "of the available memory, at most 4 GiB, no more than "
+                                     "the run holds)")
+    threads: int | None = _f(None, "torch CPU threads (None: half the CPUs, at least 1)")
 
     def __post_init__(self) -> None:
         if self.algo not in TRAIN_ALGORITHMS:
@@ -125,7 +132,8 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     else:
         task = load_task(config.task, policy_dir)
     fingerprint = {k: v for k, v in dataclasses.asdict(config).items()
-                   if k not in ("rounds", "progress", "resume", "overwrite")}
+                   if k not in ("rounds", "progress", "resume", "overwrite", "num_pages",
+                                "kv_memory", "threads")}
     resume_state: dict[str, Any] | None = None
     if config.resume:
         from o1search.checkpoint import load_checkpoint
@@ -148,6 +156,25 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
         raise ValueError(f"task {config.task!r} has no training problems")
     test = task.problems("test")[: config.eval_problems]
     warn_unrepresentable(tok, task, train + test)
+    engine = None
+    if config.algo in ("rest", "grpo"):
+        # The search engine's pool and the threads, sized for this model and run.
+        from o1search.experiments.resources import plan_resources
+        from o1search.learn.rollouts import engine_for
+        from o1search.policy import encode_prompt
+
+        longest = max(len(encode_prompt(tok, task.prompt(p))) for p in train[:256])
+        plan = plan_resources(
+            model.config, dtype_bytes=next(model.parameters()).element_size(),
+            need_tokens=min(len(train), 32) * (longest + (config.samples + 1) * 96),
+            num_pages=config.num_pages, kv_memory=config.kv_memory, threads=config.threads)
+        torch.set_num_threads(plan.threads)
+        if echo is not None:
+            print(f"o1search: {plan.describe()}", file=sys.stderr)
+        engine = engine_for(model, tok, num_pages=plan.num_pages, page_size=plan.page_size,
+                            max_batch_tokens=4096)
+    elif config.threads is not None:
+        torch.set_num_threads(config.threads)
 
     def greedy() -> float | None:
         if not test:
@@ -175,7 +202,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
         from o1search.learn.rest import ReSTTrainer
         from o1search.learn.rest_config import ReSTConfig
 
-        trainer = ReSTTrainer(model, tok, task, ReSTConfig(
+        trainer = ReSTTrainer(model, tok, task, engine=engine, config=ReSTConfig(
             algorithm="best_of_n", num_samples=config.samples, seed=config.seed,
             sft=SFTConfig(learning_rate=config.learning_rate or 3e-4,
                           warmup_steps=min(10, config.steps // 3), max_steps=config.steps,
@@ -214,7 +241,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
         from o1search.learn.grpo import GRPOTrainer
         from o1search.learn.grpo_config import GRPOConfig
 
-        trainer = GRPOTrainer(model, tok, task, GRPOConfig(
+        trainer = GRPOTrainer(model, tok, task, engine=engine, config=GRPOConfig(
             num_generations=config.samples, learning_rate=config.learning_rate or 1e-4,
             seed=config.seed))
         rng = random.Random(f"train-grpo:{config.seed}")
