@@ -373,3 +373,29 @@ def test_broad_countdown_problems_exclude_the_test_split_and_repeat_nothing():
     for bad in ("15", "15:x", "0:10"):
         with pytest.raises(ValueError, match="spec|max_number"):
             broad_problems(task, bad)
+
+
+def test_arithmetic_for_a_chat_model_reads_the_stated_answer():
+    from o1search.tasks import get_task
+
+    task = get_task("arithmetic", check_steps=False)
+    p = next(q for q in task.problems("test") if q.metadata["op"] == "add")
+    a, b = p.metadata["a"], p.metadata["b"]
+    assert task.chat_prompt(p) == (f"What is {a} plus {b}? Work it out step by step, then end "
+                                   'with a last line of the form "The answer is N".')
+    words = f"First add the units, then the tens.\nThe answer is {a + b}."
+    assert task.verify(p, words) == 1.0
+    assert task.verify(p, f"The answer is {a + b + 1}.") == 0.0
+    assert task.verify(p, f"The answer is {a + b} or {a + b + 1}.") == 0.0  # a hedge
+    assert task.verify(p, f"\\boxed{{{a + b}}}") == 1.0
+    assert task.verify(p, "I am not sure.") == 0.0
+    assert task.extract_answer(words) == str(a + b)
+    assert task.extract_answer("The answer is 3 or 4.") is None
+    # The character policy's own trace is still read as before, and with check_steps the
+    # stated answer alone earns nothing (a policy cannot skip the steps).
+    assert task.verify(p, task.demonstration(p, 0)) == 1.0
+    strict = get_task("arithmetic")
+    q = strict.problems("test")[0]
+    r = q.metadata["a"] + q.metadata["b"] if q.metadata["op"] == "add" else \
+        q.metadata["a"] * q.metadata["b"]
+    assert strict.verify(q, f"The answer is {r}.") == 0.0

@@ -225,6 +225,10 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
         model, tok = load_policy(config.model, dtype=dtype)
         warn_unrepresentable(tok, task, problems)
         chat = bool(getattr(tok, "chat_template", None))
+        if chat and getattr(task, "check_steps", False):
+            # A chat model writes words, not the character policy's column trace: judge the
+            # answer it states (the task's chat prompt asks for "The answer is N").
+            task.check_steps = False
         max_new = config.max_new_tokens or (384 if chat else 96)
         delimiter = config.step_delimiter or (CHAT_STEP_DELIMITER if chat else "\n")
         completion = max(32, max_new // 2) if chat else None

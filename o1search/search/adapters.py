@@ -107,6 +107,9 @@ def problems_from_task(task: Any, problems: Sequence[Any], tokenizer: Any, *, se
         The chat template's system turn (default: the template's own); ignored without a
         template or with ``encode``.
 
+    With a chat template the prompt text is ``task.chat_prompt(problem)`` when the task has
+    one (built-in tasks say in words what they ask), else ``task.prompt(problem)``.
+
     Returns
     -------
     list of SearchProblem
@@ -121,9 +124,11 @@ def problems_from_task(task: Any, problems: Sequence[Any], tokenizer: Any, *, se
 
         def encode(t: str) -> list[int]:
             return encode_prompt(tokenizer, t, system_prompt=system_prompt)
+    chat = bool(getattr(tokenizer, "chat_template", None)) and callable(
+        getattr(task, "chat_prompt", None))
     out = []
     for p in problems:
-        text = task.prompt(p)
+        text = task.chat_prompt(p) if chat else task.prompt(p)
         ids = (encode(text) if encode is not None
                else tokenizer.encode(text, add_special_tokens=add_special_tokens))
         if not ids:

@@ -166,14 +166,33 @@ class ArithmeticTask(Task):
         """See :meth:`Task.demonstration`."""
         rng = rng if isinstance(rng, random.Random) else random.Random(rng or 0)
         return self.format_completion(with_behaviours(
-            problem.solution, rng, check_prob=self.check_prob, correction_prob=self.correction_prob))
+            problem.solution, rng, check_prob=self.check_prob,
+            correction_prob=self.correction_prob))
 
     def alphabet(self) -> str:
         """See :meth:`Task.alphabet`."""
         return "".join(sorted(set("0123456789+*= \naddmulanswercheckokwaitnot")))
 
+    def chat_prompt(self, problem: Problem) -> str:
+        """The problem in words, for a chat model, with the answer format the verifier reads."""
+        op, a, b = problem.metadata["op"], problem.metadata["a"], problem.metadata["b"]
+        what = f"What is {a} plus {b}?" if op == "add" else f"What is {a} times {b}?"
+        return (f"{what} Work it out step by step, then end with a last line of the form "
+                "\"The answer is N\".")
+
+    def extract_answer(self, completion: str) -> str | None:
+        """The trace's answer line; without ``check_steps``, else the one answer a free-form
+        completion states (None for none or a hedge)."""
+        answer = super().extract_answer(completion)
+        if answer is None and not self.check_steps:
+            verdict = _stated_verdict(completion, 0)
+            answer = verdict.predicted
+        return answer
+
     def evaluate(self, problem: Problem, completion: str) -> VerifyResult:
-        """See :meth:`Task.evaluate`."""
+        """See :meth:`Task.evaluate`. Without ``check_steps``, a completion that is not a
+        column trace (a chat model's words) is judged by the one answer it states ("The
+        answer is N", ``\\boxed{N}``, ...): a hedge between several answers is wrong."""
         check_completion_type(completion)
         try:
             meta = problem.metadata
@@ -192,9 +211,32 @@ class ArithmeticTask(Task):
                 if len(got) != len(gold):
                     raise TraceError(f"{len(got)} column steps, expected {len(gold)}")
         except TraceError as exc:
+            if not self.check_steps:
+                return _stated_verdict(completion, result)
             return VerifyResult(0.0, False, str(exc), self.extract_answer(completion))
         if answer is None:
+            if not self.check_steps:
+                return _stated_verdict(completion, result)
             return VerifyResult(0.0, False, "no answer line")
         if int(answer) != result:
             return VerifyResult(0.0, False, f"answer {answer} is not {result}", answer)
         return VerifyResult(1.0, True, "correct answer with valid steps", answer)
+
+
+def _stated_verdict(completion: str, result: int) -> VerifyResult:
+    """The verdict on the answer a free-form completion states (one, an integer)."""
+    from o1search.reward.answer_extraction import extract_answers
+
+    answers = extract_answers(completion)
+    if not answers:
+        return VerifyResult(0.0, False, "no answer stated")
+    if len(answers) > 1:
+        return VerifyResult(0.0, False, f"several answers stated: {answers[:5]}")
+    text = answers[0].strip().rstrip(".").replace(",", "")
+    try:
+        value = int(text)
+    except ValueError:
+        return VerifyResult(0.0, False, f"answer {answers[0]!r} is not an integer", answers[0])
+    if value != result:
+        return VerifyResult(0.0, False, f"answer {value} is not {result}", str(value))
+    return VerifyResult(1.0, True, "correct stated answer (steps not checked)", str(value))

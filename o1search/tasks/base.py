@@ -271,6 +271,12 @@ class Task(abc.ABC):
         """The prompt text for ``problem``; it ends with the step delimiter."""
         return problem.question + self.step_delimiter
 
+    def chat_prompt(self, problem: Problem) -> str:
+        """The prompt for a chat model (one user turn): by default :meth:`prompt`. Built-in
+        tasks whose own prompt is a terse format for the character policy say in words what
+        they ask and which answer format they read."""
+        return self.prompt(problem)
+
     def format_completion(self, steps: Sequence[str]) -> str:
         """Join steps into completion text: each step followed by the delimiter."""
         return "".join(s + self.step_delimiter for s in steps)
