@@ -3,6 +3,7 @@ reasoning behaviours accepted, JSONL errors that say what is wrong."""
 
 from __future__ import annotations
 
+import re
 import itertools
 import json
 import random
@@ -399,3 +400,31 @@ def test_arithmetic_for_a_chat_model_reads_the_stated_answer():
     r = q.metadata["a"] + q.metadata["b"] if q.metadata["op"] == "add" else \
         q.metadata["a"] * q.metadata["b"]
     assert strict.verify(q, f"The answer is {r}.") == 0.0
+
+
+def test_countdown_for_a_chat_model_judges_the_stated_expression():
+    from o1search.tasks import CountdownTask
+
+    task = CountdownTask(num_count=3, n_train=0, n_test=20, seed=1, expression_answers=True)
+    p = task.problems("test")[0]
+    nums, target = p.metadata["nums"], p.metadata["target"]
+    assert f"make {target}" in task.chat_prompt(p) and "each at most once" in task.chat_prompt(p)
+    # Build a true expression from the gold trace (a op b = c steps) by substitution.
+    expr = {}
+    for line in task.demonstration(p, 0).splitlines():
+        if "=" in line and not line.startswith("answer"):
+            lhs, val = line.split("=")
+            a, op, b = re.match(r"(\d+)([-+*/])(\d+)", lhs).groups()
+            expr[val] = f"({expr.pop(a, a)}{op}{expr.pop(b, b)})"
+    (e,) = [v for k, v in expr.items() if k == str(target)]
+    assert task.verify(p, f"Let me think.\nThe answer is {e}.") == 1.0
+    assert task.extract_answer(f"The answer is {e}") == str(target)
+    assert task.verify(p, f"The answer is {e}+1.") == 0.0  # wrong value (and a 1 not given)
+    assert task.verify(p, f"The answer is {e} or {e}*1") == 0.0  # a hedge
+    assert task.verify(p, f"The answer is {target}.") == 0.0 or target in nums  # no steps
+    assert task.verify(p, "The answer is __import__('os').system('true')") == 0.0
+    assert task.verify(p, "The answer is " + "(" * 60 + "1" + ")" * 60) == 0.0
+    assert task.verify(p, task.demonstration(p, 0)) == 1.0  # the trace format still works
+    # Off by default: the character policy cannot skip its steps.
+    plain = CountdownTask(num_count=3, n_train=0, n_test=20, seed=1)
+    assert plain.verify(plain.problems("test")[0], f"The answer is {e}.") == 0.0

@@ -229,6 +229,8 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
             # A chat model writes words, not the character policy's column trace: judge the
             # answer it states (the task's chat prompt asks for "The answer is N").
             task.check_steps = False
+        if chat and hasattr(task, "expression_answers"):
+            task.expression_answers = True  # Countdown: the stated expression is judged
         max_new = config.max_new_tokens or (384 if chat else 96)
         delimiter = config.step_delimiter or (CHAT_STEP_DELIMITER if chat else "\n")
         completion = max(32, max_new // 2) if chat else None

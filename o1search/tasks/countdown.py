@@ -89,6 +89,7 @@ class CountdownTask(Task):
         check_prob: float = 0.0,
         correction_prob: float = 0.0,
         use_all: bool = False,
+        expression_answers: bool = False,
     ) -> None:
         super().__init__()
         if not 2 <= num_count <= 6:
@@ -103,6 +104,9 @@ class CountdownTask(Task):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{knob} must be a probability in [0, 1], got {p}")
         self.num_count = num_count
+        #: Judge a completion that is not a trace by the one expression it states ("The
+        #: answer is (7*8)+3"): how a chat model answers; off for the character policy.
+        self.expression_answers = bool(expression_answers)
         self.min_number = min_number
         self.max_number = max_number
         self.max_value = max_value
@@ -195,14 +199,27 @@ class CountdownTask(Task):
         return "".join(sorted(set("0123456789+-*/= \nnumstargetanswercheckokwaitnot")))
 
     # -- verdict ----------------------------------------------------------------------
+    def chat_prompt(self, problem: Problem) -> str:
+        """The problem in words, for a chat model, with the answer format it is judged by
+        (with ``expression_answers``)."""
+        nums = ", ".join(map(str, problem.metadata["nums"]))
+        rule = "each exactly once" if self.use_all else "each at most once"
+        return (f"Using the numbers {nums} ({rule}) and the operations +, -, * and /, make "
+                f"{problem.metadata['target']}. Think step by step, then end with a last line "
+                "of the form \"The answer is <expression>\", for example \"The answer is "
+                "(1+2)*3\".")
+
     def evaluate(self, problem: Problem, completion: str) -> VerifyResult:
-        """See :meth:`Task.evaluate`."""
+        """See :meth:`Task.evaluate`. With ``expression_answers``, a completion that is not a
+        trace is judged by the one expression it states (see :func:`_expression_verdict`)."""
         check_completion_type(completion)
         meta: dict[str, Any] = dict(problem.metadata)
         try:
             nums, target = list(meta["nums"]), int(meta["target"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"problem {problem.id!r} is not a Countdown problem") from exc
+        if self.expression_answers and self._is_free_form(completion):
+            return _expression_verdict(completion, nums, target, self.use_all)
         try:
             steps, answer = parse_trace(completion, self.step_delimiter)
             available = Counter(nums)
@@ -236,6 +253,87 @@ class CountdownTask(Task):
                 return VerifyResult(0.0, False, "use_all: not every number is used; left over: "
                                     + " ".join(map(str, sorted((+unused).elements()))), answer)
         return VerifyResult(1.0, True, "reaches the target with valid steps", answer)
+
+
+    def _is_free_form(self, completion: str) -> bool:
+        """No answer line of the trace format: a chat model's words."""
+        return super().extract_answer(completion) is None
+
+    def extract_answer(self, completion: str) -> str | None:
+        """The trace's answer line; with ``expression_answers``, else the value of the one
+        valid expression a free-form completion states."""
+        answer = super().extract_answer(completion)
+        if answer is None and self.expression_answers:
+            answer = _stated_expression(completion)[1]
+            answer = None if answer is None else answer.split("|")[0]
+        return answer
+
+
+_EXPR_CHARS = re.compile(r"^[0-9+\-*/() ]{1,120}$")
+
+
+def _stated_expression(completion: str) -> tuple[str | None, str | None]:
+    """``(expression, its value as text)`` of the one answer ``completion`` states, or
+    ``(reason it is unusable, None)``."""
+    import ast
+    from fractions import Fraction
+
+    from o1search.reward.answer_extraction import extract_answers
+
+    answers = extract_answers(completion)
+    if len(answers) != 1:
+        return ("no answer stated" if not answers else f"several answers: {answers[:4]}"), None
+    expr = answers[0].replace("×", "*").replace("÷", "/").replace("\\times", "*")
+    expr = expr.split("=")[0].strip().rstrip(".")
+    if not _EXPR_CHARS.match(expr):
+        return f"{answers[0]!r} is not an expression of numbers and + - * /", None
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        return f"{expr!r} does not parse", None
+    ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+           ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b if b else None}
+    used: list[int] = []
+
+    def value(node: ast.AST) -> Fraction | None:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            used.append(node.value)
+            return Fraction(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            a, b = value(node.left), value(node.right)
+            if a is None or b is None:
+                return None
+            v = ops[type(node.op)](a, b)
+            # The trace rules: exact, non-negative integer results.
+            return v if v is not None and v >= 0 and v.denominator == 1 else None
+        return None
+
+    v = value(tree.body)
+    if v is None:
+        return f"{expr!r} is not valid Countdown arithmetic", None
+    return expr, str(int(v)) + "|" + ",".join(map(str, used))
+
+
+def _expression_verdict(completion: str, nums: Sequence[int], target: int,
+                        use_all: bool) -> VerifyResult:
+    """The verdict on the expression a free-form completion states: only the given numbers
+    (each at most as often as given; all of them once with ``use_all``), exact non-negative
+    integer arithmetic, value equal to the target. A hedge between expressions is wrong."""
+    expr, packed = _stated_expression(completion)
+    if packed is None:
+        return VerifyResult(0.0, False, str(expr))
+    val_text, used_text = packed.split("|")
+    used = Counter(int(x) for x in used_text.split(",") if x)
+    have = Counter(int(x) for x in nums)
+    if any(used[x] > have[x] for x in used):
+        return VerifyResult(0.0, False,
+                            f"{expr} uses numbers not given ({sorted(have.elements())})", val_text)
+    if use_all and used != have:
+        return VerifyResult(0.0, False, f"use_all: {expr} does not use every number once",
+                            val_text)
+    if int(val_text) != target:
+        return VerifyResult(0.0, False, f"{expr} = {val_text}, not the target {target}", val_text)
+    return VerifyResult(1.0, True, "the stated expression reaches the target", val_text)
 
 
 def problem_key(problem: Problem) -> tuple[tuple[int, ...], int]:
