@@ -206,8 +206,8 @@ class CountdownTask(Task):
         rule = "each exactly once" if self.use_all else "each at most once"
         return (f"Using the numbers {nums} ({rule}) and the operations +, -, * and /, make "
                 f"{problem.metadata['target']}. Think step by step, then end with a last line "
-                "of the form \"The answer is <expression>\", for example \"The answer is "
-                "(1+2)*3\".")
+                "of the form \"The answer is <expression>\", where the expression combines "
+                "the given numbers.")
 
     def evaluate(self, problem: Problem, completion: str) -> VerifyResult:
         """See :meth:`Task.evaluate`. With ``expression_answers``, a completion that is not a
