@@ -395,7 +395,7 @@ def test_jsonl_math_answers_skip_an_echo_of_the_question(tmp_path):
     from o1search.tasks import JsonlTask
 
     f = tmp_path / "echo.jsonl"
-    q = "Compute 6 + 7. (The notes say the answer is 13.)"
+    q = "Compute 6 + 7. The notes say the answer is 13."
     f.write_text(json.dumps({"question": q, "answer": "13"}) + "\n")
     task = JsonlTask(f)
     (p,) = task.all_problems()
