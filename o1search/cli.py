@@ -9,7 +9,7 @@ import json
 import platform
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 
 class UsageError(Exception):
@@ -150,8 +150,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     for p in out["problems"]:
         mark = "ok  " if p["correct"] else "FAIL"
+        why = "" if p["correct"] or not p.get("reason") else f": {p['reason']}"
         print(f"{mark} {p['id']}: {p['question'].strip()!r} -> answer {p['answer']!r} "
-              f"(reference {p['reference']!r}, {p['generated_tokens']} tokens)")
+              f"(reference {p['reference']!r}, {p['generated_tokens']} tokens){why}")
     s = out["summary"]
     n = len(out["problems"])
     solved = sum(p["correct"] for p in out["problems"])
@@ -233,11 +234,50 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless it is None / False (the help says what then)
+    or the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+class _SubParser(_Parser):
+    """A command's parser: its help shows the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
+_TASK_HELP = ("a built-in task (countdown, arithmetic, humaneval), rg:DATASET (a reasoning-gym "
+              "dataset, e.g. rg:basic_arithmetic), or FILE.jsonl: GSM8K rows (question, answer "
+              "ending '#### N'), MATH rows (problem, solution with \\boxed{}), or any fields "
+              "named by --question-field / --answer-field")
+
+_DESCRIPTION = ("o1search: search and learning for LLM reasoning. Run a demo of the whole "
+                "roadmap, search a task with a policy, train a policy, convert a GGUF model, "
+                "or see what this install can run.")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("o1search")
+    except Exception:  # noqa: BLE001 - a source tree without metadata
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from o1search.experiments import ALGORITHMS, TRAIN_ALGORITHMS
 
-    p = _Parser(prog="o1search", description=__doc__)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p = _Parser(prog="o1search", description=_DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"o1search {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)
     pi = sub.add_parser("info", help="version, native core and CUDA build, usable kernel backends")
     pi.add_argument("--json", action="store_true", help="print JSON")
     pi.set_defaults(func=cmd_info)
@@ -270,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ps = sub.add_parser("search", help="run one search algorithm on problems of a task")
     ps.add_argument("--model", default=None, help="policy checkpoint (default: shipped)")
-    ps.add_argument("--task", default="countdown", help="task name or FILE.jsonl")
-    ps.add_argument("--algo", choices=ALGORITHMS, default="mcts")
+    ps.add_argument("--task", default="countdown", help=_TASK_HELP)
+    ps.add_argument("--algo", choices=ALGORITHMS, default="mcts", help="search method")
     ps.add_argument("--budget", type=int, default=256, help="generated tokens per problem")
     ps.add_argument("--problems", type=int, default=None,
                     help="the first N problems (default: all of a task file, 8 of a built-in)")

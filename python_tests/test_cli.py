@@ -337,3 +337,22 @@ def test_convert_refuses_what_is_not_a_gguf_file(capsys, tmp_path):
                            str(tmp_path / "m"))
     assert_usage_error(code, err, "no GGUF file")
     assert not (tmp_path / "m").exists()
+
+
+def test_version_defaults_and_why_a_fail_failed(capsys):
+    import o1search
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip().startswith("o1search ")
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    helptext = capsys.readouterr().out
+    assert "(default: 256)" in helptext and "rg:DATASET" in helptext and "(default: None)" \
+        not in helptext
+    code, out, err = run_cli(capsys, "search", "--algo", "mcts", "--budget", "64",
+                             "--problems", "3", "--no-progress")
+    assert code == 0, err
+    fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+    assert fails and all(": " in ln.split("tokens)", 1)[1] for ln in fails), fails
+    assert o1search.__version__

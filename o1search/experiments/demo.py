@@ -225,7 +225,7 @@ def run_demo(config: DemoConfig, *, echo: Callable[[str], None] | None = print) 
         rows, tree_row = compare_search(config, eval_problems, task, engine, tok, prm)
         done("search", t0)
         public_rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
-                        if k not in ("results", "correct")} for r in rows]
+                        if k not in ("results", "correct", "reasons")} for r in rows]
         table = format_table(public_rows)
         say(f"\nsearch on {len(eval_problems)} held-out Countdown problems (PRM-guided, "
             f"token budget per problem):\n{table}")

@@ -62,7 +62,14 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
                     answer_fn=task_answer_fn(task, decode))
     results = run_rounds(search, f"{name} @ {budget}" if budget else name, progress)
     seconds = time.perf_counter() - t0
-    correct = [float(task.verify(p, r.text or "")) >= 1.0 for p, r in zip(problems, results)]
+    judge = getattr(task, "evaluate", None)
+    if callable(judge):  # the verdict with its reason (why a FAIL failed)
+        verdicts = [judge(p, r.text or "") for p, r in zip(problems, results)]
+        correct = [float(v.reward) >= 1.0 for v in verdicts]
+        reasons = [str(v.reason) for v in verdicts]
+    else:
+        correct = [float(task.verify(p, r.text or "")) >= 1.0 for p, r in zip(problems, results)]
+        reasons = ["" for _ in results]
     tokens = [r.compute.generated_tokens for r in results]
     return {
         "method": name,
@@ -74,6 +81,7 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
         "seconds": seconds,
         "results": results,
         "correct": correct,
+        "reasons": reasons,
     }
 
 
@@ -277,9 +285,9 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
             if first_result is None:
                 first_result = (row["results"][0], row["correct"][0])
             rows.append(row)
-            for p, r, ok in zip(chunk, row["results"], row["correct"]):
+            for p, r, ok, why in zip(chunk, row["results"], row["correct"], row["reasons"]):
                 line = {"id": p.id, "question": p.question, "reference": p.answer,
-                        "answer": r.answer, "correct": ok, "text": r.text,
+                        "answer": r.answer, "correct": ok, "reason": why, "text": r.text,
                         "generated_tokens": r.compute.generated_tokens}
                 out_problems.append(line)
                 if sink is not None:
