@@ -44,10 +44,11 @@ Timing on the 2 shared cores this was written on (torch one thread; the model de
 10 tokens/s at batch 1 and 25-40 tokens/s batched; sampled completions at temperature 0.7
 run several times longer than the greedy ones, L is about 11 tokens): ``--quick`` (12
 problems, budget 4 L only, 16-token expansion) took 3 min 57 s (search 145 s, expansion
-80 s). One problem at budgets 4 L and 8 L with majority vote, confidence beam and oracle MCTS
-costs about 33 s, so 100 problems would take about an hour; the default is 24 problems and
-the confidence-guided beam only (about 15-18 minutes in all). ``--guidance
-confidence,self_eval`` adds the self-evaluation beam (about a third more time).
+80 s). The default (24 problems, budgets 4 L and 8 L, majority vote, confidence beam and
+oracle MCTS, then the 32-token expansion) took 9 min 39 s: search 467 s (about 19 s per
+problem), expansion 102 s. 100 problems would take about 35 minutes, over the 20-25 minute
+aim, so the default is 24 (``--problems 50`` fits about 20 minutes at the measured rate).
+``--guidance confidence,self_eval`` adds the self-evaluation beam (not timed).
 
 Usage:
     python benchmarks/bench_real.py --quick
