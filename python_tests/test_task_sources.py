@@ -404,3 +404,22 @@ def test_jsonl_math_answers_skip_an_echo_of_the_question(tmp_path):
     assert task.verify(p, f"{q}\nI give up.") == 0.0
     assert task.verify(p, f"{q}\n6 + 7 = 13, so the answer is 13.") == 1.0
     assert task.verify(p, f"{q}\nThe answer is 14.") == 0.0
+
+
+def test_reasoning_gym_extraction_reads_how_chat_models_end():
+    """Measured on SmolLM2 (benchmarks/bench_real.py): wordy statements and closing
+    calculations were scored wrong."""
+    from o1search.tasks.reasoning_gym import extract_rg_answer
+
+    assert extract_rg_answer("The answer is 2, and this is a simple example of how maths "
+                             "works.") == "2"
+    assert extract_rg_answer("First 7 + 4.\n7 + 4 = 11") == "11"
+    assert extract_rg_answer("The answer is 12. I hope it is correct.") == "12"
+    assert extract_rg_answer("the answer is 1,234.") == "1,234"
+    assert extract_rg_answer("The answer is 3.5.") == "3.5"
+    assert extract_rg_answer("<answer>apple, banana</answer>") == "apple, banana"
+    task = ReasoningGymTask("basic_arithmetic", n_train=0, n_test=5, seed=0)
+    p = task.test[0]
+    gold = p.metadata["entry"]["answer"]
+    assert task.verify(p, f"So we add.\nIt comes to = {gold}") == 1.0
+    assert task.verify(p, f"The answer is {gold}, which is what we wanted.") == 1.0

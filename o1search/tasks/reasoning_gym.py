@@ -7,9 +7,11 @@ The answer a completion states is read by :func:`extract_rg_answer`, first match
    an ``<answer>`` left open at the very end (a stop string that ate the closing tag) takes
    the rest of the text;
 2. the last ``\\boxed{...}``;
-3. the last "the answer is X" / "final answer: X" phrase (X to the end of its line, a final
-   period dropped);
-4. the last non-blank line.
+3. the last "the answer is X" / "final answer: X" phrase (X to the end of its first clause:
+   "The answer is 2, and this shows ..." states 2; a final period dropped); a list answer
+   ("apple, banana") needs the tags;
+4. the last non-blank line; a closing calculation ("7 + 4 = 11") states what is right of
+   its last ``=``.
 
 reasoning-gym is an optional dependency (``pip install o1search[tasks]``), imported only when
 a :class:`ReasoningGymTask` is made.
@@ -32,6 +34,7 @@ DEFAULT_ANSWER_INSTRUCTION = "Give your final answer between <answer> and </answ
 
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _OPEN_TAG = re.compile(r"<answer>", re.IGNORECASE)
+_CLAUSE_END = re.compile(r",\s+(?=[A-Za-z])|[.;!?]\s+(?=\S)")
 _PHRASE = re.compile(r"(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*(?:is)?)\s*:?\s*(.+)",
                      re.IGNORECASE)
 
@@ -52,10 +55,15 @@ def extract_rg_answer(completion: str) -> str | None:
         return boxed.strip()
     phrases = _PHRASE.findall(completion)
     if phrases:
-        found = phrases[-1].strip()
+        # The statement's first clause: "The answer is 2, and this shows ..." states 2.
+        found = _CLAUSE_END.split(phrases[-1].strip(), maxsplit=1)[0].strip()
         return found[:-1].rstrip() if found.endswith(".") else found
     lines = [ln.strip() for ln in completion.splitlines() if ln.strip()]
-    return lines[-1] if lines else None
+    if not lines:
+        return None
+    # A closing calculation ("7 + 4 = 11") states what is right of its last "=".
+    last = lines[-1]
+    return last.rsplit("=", 1)[1].strip() or last if "=" in last else last
 
 
 def _import_reasoning_gym() -> Any:
