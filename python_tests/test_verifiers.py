@@ -415,3 +415,14 @@ def test_extract_code():
     assert extract_code("```python\na = 1\n```\ntext\n```python\nb = 2\n```") == "b = 2\n"
     assert extract_code("```js\nx\n```") == "x\n"
     assert extract_code("print(1)") == "print(1)"
+
+
+def test_a_closing_bracket_of_the_sentence_is_not_part_of_the_answer():
+    from o1search.reward.answer_extraction import extract_answers
+
+    assert extract_answers("(so the answer is 7)") == ["7"]
+    assert extract_answers("The notes say the answer is 13.)") == ["13"]
+    assert extract_answers("The answer is (3, 4).") == ["(3, 4)"]  # balanced: kept whole
+    assert extract_answers("The answer is f(x).") == ["f(x)"]
+    v = MathAnswerVerifier()
+    assert v("7", "Adding them (so the answer is 7)").correct

@@ -87,8 +87,13 @@ def _clean_value(s: str) -> str:
     """An answer without its delimiters: ``$``, ``\\(...\\)``, ``\\[...\\]``, ``**``, and
     trailing punctuation."""
     s = re.sub(r"(?<!\\)\$|\\[()\[\]]|\*\*", " ", s)
-    s = " ".join(s.split())
-    return s.rstrip(".,;:!").strip()
+    s = " ".join(s.split()).rstrip(".,;:!").strip()
+    # A closing bracket of the sentence around the statement ("(so the answer is 7)") is
+    # not part of the answer: drop unbalanced ones at the end.
+    for opener, closer in (("(", ")"), ("[", "]")):
+        while s.endswith(closer) and s.count(closer) > s.count(opener):
+            s = s[:-1].rstrip(".,;:! ")
+    return s
 
 
 def _stated_answer(text: str) -> str | None:
