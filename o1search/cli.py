@@ -143,6 +143,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         step_delimiter=args.step_delimiter, system_prompt=args.system_prompt, out=args.out,
         overwrite=args.overwrite, batch=args.batch, dtype=args.dtype,
         num_pages=args.num_pages, kv_memory=args.kv_memory, threads=args.threads,
+        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
         tree_html=args.tree_html, seed=args.seed, progress=not args.no_progress)
     out = run_search(config, echo=lambda line: print(line, file=sys.stderr))
     if args.json:
@@ -339,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the available memory, at most 4G, no more than the run holds)")
     ps.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: half the CPUs, at least 1)")
+    ps.add_argument("--temperature", type=float, default=1.0,
+                    help="sampling temperature (every method but greedy)")
+    ps.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    ps.add_argument("--top-k", type=int, default=0, help="sample among the k most likely "
+                    "tokens (0: all)")
     ps.add_argument("--tree-html", default=None, help="write the first problem's tree here")
     ps.add_argument("--seed", type=int, default=0)
     ps.add_argument("--no-progress", action="store_true")

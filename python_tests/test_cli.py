@@ -356,3 +356,21 @@ def test_version_defaults_and_why_a_fail_failed(capsys):
     fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
     assert fails and all(": " in ln.split("tokens)", 1)[1] for ln in fails), fails
     assert o1search.__version__
+
+
+def test_search_sampling_flags_reach_the_algorithm(capsys):
+    from o1search.experiments import make_algorithm
+
+    algo = make_algorithm("best_of_n", 128, temperature=0.5, top_p=0.9, top_k=7)
+    s = algo.config.sampling
+    assert (s.temperature, s.top_p, s.top_k) == (0.5, 0.9, 7)
+    assert make_algorithm("greedy", None, temperature=0.5).config.sampling.temperature == 0.0
+    code, _, err = run_cli(capsys, "search", "--algo", "best_of_n", "--top-p", "0",
+                           "--no-progress")
+    assert_usage_error(code, err, "top_p")
+    code, out, err = run_cli(capsys, "search", "--algo", "best_of_n", "--budget", "64",
+                             "--problems", "2", "--temperature", "0.5", "--top-k", "5",
+                             "--no-progress", "--json")
+    assert code == 0, err
+    cfg = json.loads(out)["config"]
+    assert (cfg["temperature"], cfg["top_k"]) == (0.5, 5)

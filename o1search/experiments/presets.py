@@ -46,7 +46,8 @@ METHODS = ("greedy", "best_of_n", "best_of_n_majority", "best_of_n_weighted",
 
 def make_algorithm(name: str, budget: int | None, *, completion_tokens: int = COMPLETION_TOKENS,
                    max_new_tokens: int = 96, temperature: float = 1.0,
-                   has_prm: bool = True, has_evaluator: bool | None = None) -> Any:
+                   has_prm: bool = True, has_evaluator: bool | None = None,
+                   top_p: float = 1.0, top_k: int = 0) -> Any:
     """A search algorithm sized for a token budget per problem.
 
     The budget is turned into about ``n = budget / completion_tokens`` whole solutions'
@@ -60,6 +61,7 @@ def make_algorithm(name: str, budget: int | None, *, completion_tokens: int = CO
         completion_tokens: typical solution length, to turn a budget into sample counts.
         max_new_tokens: longest completion.
         temperature: sampling temperature of the sampling methods.
+        top_p, top_k: nucleus / top-k truncation of their sampling (1.0 / 0: none).
         has_prm: whether the evaluator scores partial paths (a PRM); without one, MCTS takes
             its values from roll-outs scored by the outcome evaluator.
         has_evaluator: whether best-of-N selects by the evaluator's score (default
@@ -80,7 +82,7 @@ def make_algorithm(name: str, budget: int | None, *, completion_tokens: int = CO
         raise ValueError(f"budget {budget} tokens is too small for {name}: one solution takes "
                          f"about {completion_tokens}; use a budget >= {completion_tokens}")
     n = 8 if budget is None else max(2, budget // completion_tokens)
-    sc = SamplingConfig(temperature=temperature)
+    sc = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k)
     step = max(STEP_TOKENS * 3, 16)  # a step never needs more; the cap bounds a runaway one
     if name == "best_of_n":
         by_score = has_prm if has_evaluator is None else has_evaluator

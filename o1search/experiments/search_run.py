@@ -34,6 +34,7 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
                   engine: Any, tokenizer: Any, evaluator: Any, *, seed: int,
                   max_new_tokens: int, progress: bool, has_prm: bool,
                   final_prefix: str | None = "answer", temperature: float = 1.0,
+                  top_p: float = 1.0, top_k: int = 0,
                   step_delimiter: str = "\n", final_markers: Sequence[str] = (),
                   completion_tokens: int | None = None, has_evaluator: bool | None = None,
                   system_prompt: str | None = None) -> dict[str, Any]:
@@ -55,7 +56,8 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
                           final_prefix=final_prefix, final_markers=final_markers)
     sizing = {} if completion_tokens is None else {"completion_tokens": completion_tokens}
     algo = make_algorithm(name, budget, max_new_tokens=max_new_tokens, has_prm=has_prm,
-                          has_evaluator=has_evaluator, temperature=temperature, **sizing)
+                          has_evaluator=has_evaluator, temperature=temperature, top_p=top_p,
+                          top_k=top_k, **sizing)
     engine.flush_cache()  # every method starts cold: wall times compare fairly
     t0 = time.perf_counter()
     search = Search(algo, sps, gen, None if name == "greedy" else evaluator, decoder=decode,
@@ -129,10 +131,16 @@ class SearchRunConfig:
                                      "memory, at most 4 GiB, and no more than the run holds)")
     threads: int | None = _f(None, "torch CPU threads (None: half the CPUs, at least 1)")
     tree_html: str | None = _f(None, "write the first problem's tree viewer here")
+    temperature: float = _f(1.0, "sampling temperature of the sampling methods")
+    top_p: float = _f(1.0, "nucleus sampling: keep the smallest set of tokens with this mass")
+    top_k: int = _f(0, "sample among the k most likely tokens (0: all)")
     seed: int = _f(0, "seed")
     progress: bool = _f(True, "progress bar")
 
     def __post_init__(self) -> None:
+        from o1search.search import SamplingConfig
+
+        SamplingConfig(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         if self.algo not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algo!r}; use one of "
                              f"{', '.join(ALGORITHMS)}")
@@ -280,7 +288,8 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
                     final_prefix=None if chat else config.final_prefix,
                     final_markers=CHAT_FINAL_MARKERS if chat else (),
                     step_delimiter=delimiter, completion_tokens=completion,
-                    system_prompt=config.system_prompt)
+                    system_prompt=config.system_prompt, temperature=config.temperature,
+                    top_p=config.top_p, top_k=config.top_k)
             seconds += row["seconds"]
             if first_result is None:
                 first_result = (row["results"][0], row["correct"][0])
