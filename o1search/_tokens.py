@@ -7,11 +7,12 @@ expected, so a caller that forgot to tokenize (or re-tokenizes inside a loop) he
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_TOKEN_ID", "as_token_ids"]
+__all__ = ["MAX_TOKEN_ID", "as_token_ids", "ends_with_text"]
 
 MAX_TOKEN_ID = 2**31 - 1  # ids cross into the native core as int32
 
@@ -66,3 +67,21 @@ def as_token_ids(tokens: Any, what: str, *, allow_empty: bool = True) -> tuple[i
     if not allow_empty and not out:
         raise ValueError(f"{what} is empty")
     return tuple(out)
+
+
+def ends_with_text(gen: Sequence[int], text: str,
+                   decode: Callable[[list[int]], str] | None) -> bool:
+    """Whether the last token of ``gen`` completes an occurrence of ``text`` in its decoded
+    text (a string step delimiter; BPE tokenizers merge "\n\n", or "\n" and the next word,
+    into one token, so the delimiter's own ids never appear).
+
+    Only a window of ``len(text) + 1`` tokens is decoded (each token decodes to at least one
+    character, so an occurrence that ends in the last token lies inside it; one that ended
+    earlier would have ended the step then): the prefix is never re-decoded. The engine stops
+    steps with it and step scorers split completions with it, so both agree on step ends."""
+    if decode is None or not gen:
+        return False
+    window = list(gen[-(len(text) + 1):])
+    if text in decode(window):
+        return len(window) == 1 or text not in decode(window[:-1])
+    return False

@@ -111,3 +111,46 @@ def test_problems_from_task_applies_the_chat_template(merging_tokenizer):
     (sp,) = problems_from_task(Task(), [P()], tok, encode=lambda t: tok.encode(t))
     assert tok.decode(list(sp.prompt)) == "What is 3+4?"  # an explicit encoder wins
     tok.chat_template = None
+
+
+def _oracle_step_ends(tok, toks, text):
+    """Step ends by decoding each whole step so far (no window): the first token at which the
+    step's text contains ``text`` ends it."""
+    ends, start = [], 0
+    for i in range(len(toks)):
+        if text in tok.decode(toks[start:i + 1]):
+            ends.append(i)
+            start = i + 1
+    return ends
+
+
+def test_step_scorers_split_text_delimiters_on_merged_tokens(merging_tokenizer):
+    """PRMs and the internal-guidance evaluators find the same step ends as the engine stops
+    at, on a tokenizer whose "\\n" steps end inside merged tokens."""
+    from o1search.reward import ConfidenceEvaluator, ProcessRewardModel
+    from o1search.reward.evaluators import step_end_positions
+
+    tok = merging_tokenizer
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256)).eval()
+    engine = Engine(model, tok, num_pages=512, page_size=8, max_batch_tokens=512)
+    prm = ProcessRewardModel(model, tok, step_delimiter="\n", use_engine=False)
+    conf = ConfidenceEvaluator(engine, step_delimiter="\n")
+    (lone,) = tok.encode("\n", add_special_tokens=False)
+    prompt = tok.encode("Q:", add_special_tokens=False)
+    differs = 0
+    for text in ["Then subtract 1.\n\nSo", "Step two: the sum is 7.\n\nThen subtract 1.\n",
+                 "a\n\nb\nc\n\n\nd", "no delimiter at all"]:
+        comp = tok.encode(text, add_special_tokens=False)
+        want = _oracle_step_ends(tok, comp, "\n")
+        tail = [] if not comp or (want and want[-1] == len(comp) - 1) else [len(comp) - 1]
+        expect = [len(prompt) + e for e in want + tail] or [len(prompt) - 1]
+        assert prm.step_ends(prompt, comp) == expect, text
+        assert conf.step_ends(prompt, comp) == expect, text
+        # The id-only split misses merged "\n\n" tokens: the case this guards against.
+        differs += step_end_positions(comp, (lone,), offset=len(prompt)) != expect
+    assert differs >= 1
+    # A loaded PRM keeps the text delimiter (saved as text, not as the lone id).
+    assert prm._reward_config()["step_delimiter"] == "\n"

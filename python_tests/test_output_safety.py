@@ -212,6 +212,7 @@ def test_damaged_prm_head_is_named(tmp_path, capsys):
     path = ProcessRewardModel(model, tok).save(tmp_path / "prm")
     head = path / "reward_head.safetensors"
     os.truncate(head, head.stat().st_size - 3)
+    capsys.readouterr()  # the set-up's own progress bars (load, save) are not the CLI's output
     one_line_error(capsys, main(["search", "--prm", str(path), "--problems", "1",
                                  "--no-progress"]), "reward_head.safetensors' is damaged")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from o1search._tokens import ends_with_text as _ends_text
 from o1search.engine.requests import ExpandRequest, Sample
 
 
@@ -79,18 +80,3 @@ def _finish_reason(gen: list[int], g: _Group, eos: frozenset[int]) -> str | None
     if len(gen) >= g.max_new:
         return "length"
     return None
-
-
-
-def _ends_text(gen: list[int], text: str, decode: Callable[[list[int]], str] | None) -> bool:
-    """Whether the last token completes an occurrence of ``text`` in the decoded new tokens.
-
-    Only a window of ``len(text) + 1`` tokens is decoded (each token decodes to at least one
-    character, so an occurrence that ends in the last token lies inside it; one that ended
-    earlier would have stopped the step then): the prefix is never re-decoded."""
-    if decode is None:
-        return False
-    window = gen[-(len(text) + 1):]
-    if text in decode(window):
-        return len(window) == 1 or text not in decode(window[:-1])
-    return False

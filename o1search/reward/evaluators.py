@@ -2,7 +2,9 @@
 search layer's :class:`~o1search.protocols.Evaluator` protocol on top of ``score_steps``.
 
 A *step* of a completion ends at the last token of each step delimiter occurrence (the
-delimiter belongs to the step it ends, as in :class:`~o1search.engine.StopRule`). Tokens after
+delimiter belongs to the step it ends, as in :class:`~o1search.engine.StopRule`); a delimiter
+given as text also ends a step at the token that completes it in the decoded step, as the
+engine does (tokenizers that merge "\n\n" into one token never emit the lone "\n" id). Tokens after
 the last delimiter form one more, unfinished step, unless they are only EOS tokens (the
 end-of-sequence marker is not a reasoning step). The value of a step is a number in
 ``[0, 1]`` read at its last token: a prediction that the path up to there leads to a correct
@@ -17,11 +19,12 @@ evaluators) subclasses :class:`StepValueEvaluator`, implements ``score_steps`` a
 from __future__ import annotations
 
 import abc
+import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from o1search._tokens import as_token_ids
+from o1search._tokens import as_token_ids, ends_with_text
 import numpy as np
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "as_tokens",
     "resolve_token_ids",
     "step_end_positions",
+    "text_delimiter",
 ]
 
 AGGREGATIONS = ("last", "min", "product", "mean")
@@ -62,7 +66,9 @@ def resolve_token_ids(value: str | Sequence[int], tokenizer: Any, what: str) -> 
 
 
 def step_end_positions(completion: Sequence[int], delimiter: Sequence[int], *,
-                       eos_token_ids: Iterable[int] = (), offset: int = 0) -> list[int]:
+                       eos_token_ids: Iterable[int] = (), offset: int = 0,
+                       text: str | None = None,
+                       decode: Callable[[list[int]], str] | None = None) -> list[int]:
     """Positions of the last token of every step of ``completion``.
 
     Parameters
@@ -75,6 +81,10 @@ def step_end_positions(completion: Sequence[int], delimiter: Sequence[int], *,
         Tokens that, alone after the last delimiter, do not form a step.
     offset : int
         Added to every position (``len(prompt)`` gives positions in prompt + completion).
+    text, decode : optional
+        A text delimiter and the tokenizer's decode: a step also ends at the token that
+        completes ``text`` in the decoded step (exactly where the engine stops a step, so a
+        tokenizer that merges "\n\n" into one token splits the same way in both).
 
     Returns
     -------
@@ -87,13 +97,22 @@ def step_end_positions(completion: Sequence[int], delimiter: Sequence[int], *,
     toks = list(completion)
     n, m = len(toks), len(d)
     ends = []
-    i = 0
-    while i + m <= n:
-        if tuple(toks[i:i + m]) == d:
-            ends.append(i + m - 1)
-            i += m  # occurrences do not overlap: a delimiter ends one step only
-        else:
-            i += 1
+    if text is not None and decode is not None:
+        start = 0
+        for i in range(n):
+            # As the engine: the step so far ends in the delimiter's ids or completes its text.
+            if (i + 1 - start >= m and tuple(toks[i + 1 - m:i + 1]) == d) or \
+                    ends_with_text(toks[start:i + 1], text, decode):
+                ends.append(i)
+                start = i + 1
+    else:
+        i = 0
+        while i + m <= n:
+            if tuple(toks[i:i + m]) == d:
+                ends.append(i + m - 1)
+                i += m  # occurrences do not overlap: a delimiter ends one step only
+            else:
+                i += 1
     last = ends[-1] if ends else -1
     eos = set(eos_token_ids)
     tail = toks[last + 1:]
@@ -105,6 +124,26 @@ def step_end_positions(completion: Sequence[int], delimiter: Sequence[int], *,
             j -= 1
         ends.append(j)
     return [e + offset for e in ends]
+
+
+def text_delimiter(step_delimiter: str | Sequence[int], tokenizer: Any
+                   ) -> tuple[str | None, Callable[[list[int]], str] | None]:
+    """``(text, decode)`` for :func:`step_end_positions` when ``step_delimiter`` is text and
+    ``tokenizer`` can decode (special tokens kept, as the engine decodes); else
+    ``(None, None)``: the delimiter's ids alone end steps."""
+    dec = getattr(tokenizer, "decode", None)
+    if not isinstance(step_delimiter, str) or not callable(dec):
+        return None, None
+
+    @functools.lru_cache(maxsize=65536)
+    def decode_window(ids: tuple[int, ...]) -> str:
+        return dec(list(ids), skip_special_tokens=False)
+
+    def decode(ids: list[int]) -> str:
+        # Windows of len(text) + 1 tokens repeat across paths and searches: decode each once.
+        return decode_window(tuple(ids))
+
+    return step_delimiter, decode
 
 
 def aggregate_step_values(values: Sequence[float] | np.ndarray, how: str) -> float:
@@ -154,10 +193,14 @@ class StepValueEvaluator(abc.ABC):
         One of :data:`AGGREGATIONS`.
     eos_token_ids : iterable of int
         Not a step when alone after the last delimiter.
+    step_text, decode : optional
+        A text delimiter and a decode function (see :func:`text_delimiter`): steps then also
+        end where the delimiter's text completes, as in the engine.
     """
 
     def __init__(self, step_delimiter: tuple[int, ...], aggregation: str = "min",
-                 eos_token_ids: Iterable[int] = ()) -> None:
+                 eos_token_ids: Iterable[int] = (), *, step_text: str | None = None,
+                 decode: Callable[[list[int]], str] | None = None) -> None:
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; use one of {AGGREGATIONS}")
         self.step_delimiter = tuple(step_delimiter)
@@ -165,6 +208,8 @@ class StepValueEvaluator(abc.ABC):
             raise ValueError("step_delimiter is empty")
         self.aggregation = aggregation
         self.eos_token_ids = frozenset(int(t) for t in eos_token_ids)
+        self.step_text = step_text if decode is not None else None
+        self._decode = decode if step_text is not None else None
         self.calls = 0
         self.evaluated = 0
 
@@ -172,7 +217,8 @@ class StepValueEvaluator(abc.ABC):
         """Positions (in ``prompt + completion``) of the last token of each step; when the
         completion has no step, the last prompt token (the value of the start state)."""
         ends = step_end_positions(completion, self.step_delimiter,
-                                  eos_token_ids=self.eos_token_ids, offset=len(prompt))
+                                  eos_token_ids=self.eos_token_ids, offset=len(prompt),
+                                  text=self.step_text, decode=self._decode)
         return ends or [len(prompt) - 1]
 
     @abc.abstractmethod

@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from o1search.reward.evaluators import StepValueEvaluator, check_batch, resolve_token_ids
+from o1search.reward.evaluators import (
+    StepValueEvaluator,
+    check_batch,
+    resolve_token_ids,
+    text_delimiter,
+)
 
 __all__ = ["CONFIDENCE_MEASURES", "ConfidenceEvaluator", "SelfEvaluator"]
 
@@ -68,8 +73,9 @@ class SelfEvaluator(StepValueEvaluator):
                  step_delimiter: str | Sequence[int] = "\n", aggregation: str = "last",
                  per_step: bool = False) -> None:
         tok = tokenizer if tokenizer is not None else getattr(engine, "tokenizer", None)
+        text, decode = text_delimiter(step_delimiter, tok)
         super().__init__(resolve_token_ids(step_delimiter, tok, "step_delimiter"),
-                         aggregation, _engine_eos(engine))
+                         aggregation, _engine_eos(engine), step_text=text, decode=decode)
         self.engine = engine
         self.question = resolve_token_ids(question, tok, "question")
         self.yes = resolve_token_ids(yes, tok, "yes")
@@ -154,8 +160,9 @@ class ConfidenceEvaluator(StepValueEvaluator):
             raise ValueError(f"unknown measure {measure!r}; use one of {CONFIDENCE_MEASURES}")
         tok = tokenizer if tokenizer is not None else getattr(engine, "tokenizer", None)
         eos = _engine_eos(engine) if eos_token_ids is None else eos_token_ids
+        text, decode = text_delimiter(step_delimiter, tok)
         super().__init__(resolve_token_ids(step_delimiter, tok, "step_delimiter"),
-                         aggregation, eos)
+                         aggregation, eos, step_text=text, decode=decode)
         self.engine = engine
         self.measure = measure
 

@@ -22,7 +22,12 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from o1search.reward.evaluators import as_tokens, resolve_token_ids, step_end_positions
+from o1search.reward.evaluators import (
+    as_tokens,
+    resolve_token_ids,
+    step_end_positions,
+    text_delimiter,
+)
 from o1search.reward.prm_train import PRMExample
 from o1search.protocols import (
     EvalRequest,
@@ -281,7 +286,9 @@ def mc_step_labels(generator: Any, verifier: Any, traces: Iterable[SampledTrace]
     verify = _verify_fn(verifier, decoder)
     base = sampling or SamplingParams()
 
-    ends_of = [step_end_positions(t.completion, delim, eos_token_ids=eos) for t in traces]
+    text, decode = text_delimiter(step_delimiter, tokenizer)
+    ends_of = [step_end_positions(t.completion, delim, eos_token_ids=eos, text=text,
+                                  decode=decode) for t in traces]
     # Terminal steps: the last step of a finished trace (nothing but EOS after it).
     terminal_of = [[t.finished and j == len(e) - 1 for j in range(len(e))]
                    for t, e in zip(traces, ends_of)]

@@ -17,6 +17,7 @@ from o1search.reward.evaluators import (
     as_tokens,
     check_batch,
     resolve_token_ids,
+    text_delimiter,
 )
 from o1search.reward.scalar_head import ScalarHeadModel
 
@@ -65,7 +66,9 @@ class ProcessRewardModel(ScalarHeadModel, StepValueEvaluator):
         delim = resolve_token_ids(step_delimiter, tokenizer, "step_delimiter")
         if eos_token_ids is None:
             eos_token_ids = _eos_ids(backbone, tokenizer)
-        StepValueEvaluator.__init__(self, delim, aggregation, eos_token_ids)
+        text, decode = text_delimiter(step_delimiter, tokenizer)
+        StepValueEvaluator.__init__(self, delim, aggregation, eos_token_ids, step_text=text,
+                                    decode=decode)
         if cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         self.cache_size = int(cache_size)
@@ -138,7 +141,10 @@ class ProcessRewardModel(ScalarHeadModel, StepValueEvaluator):
 
     def _reward_config(self) -> dict[str, Any]:
         cfg = super()._reward_config()
-        cfg.update(step_delimiter=list(self.step_delimiter), aggregation=self.aggregation,
+        # A text delimiter is saved as text (its ids are the tokenizer's business) so the
+        # loaded PRM splits steps on decoded text as the engine does.
+        delim: Any = self.step_text if self.step_text is not None else list(self.step_delimiter)
+        cfg.update(step_delimiter=delim, aggregation=self.aggregation,
                    eos_token_ids=sorted(self.eos_token_ids))
         return cfg
 

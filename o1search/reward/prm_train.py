@@ -103,7 +103,8 @@ def train_prm(prm: ProcessRewardModel, examples: Sequence[PRMExample],
         if not isinstance(ex, PRMExample):
             raise TypeError(f"examples[{i}] is a {type(ex).__name__}, not a PRMExample")
         ends = step_end_positions(ex.completion, prm.step_delimiter,
-                                  eos_token_ids=prm.eos_token_ids, offset=len(ex.prompt))
+                                  eos_token_ids=prm.eos_token_ids, offset=len(ex.prompt),
+                                  text=prm.step_text, decode=prm._decode)
         if len(ends) != len(ex.labels):
             raise ValueError(f"examples[{i}] has {len(ex.labels)} labels but its completion "
                              f"has {len(ends)} steps")

@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from o1search.reward.evaluators import StepValueEvaluator, check_batch, resolve_token_ids
+from o1search.reward.evaluators import (
+    StepValueEvaluator,
+    check_batch,
+    resolve_token_ids,
+    text_delimiter,
+)
 
 __all__ = ["TagStepPRM"]
 
@@ -57,7 +62,8 @@ class TagStepPRM(StepValueEvaluator):
         if eos_token_ids is None:
             eos = getattr(tokenizer, "eos_token_id", None)
             eos_token_ids = () if eos is None else (int(eos),)
-        super().__init__(delim, aggregation, eos_token_ids)
+        text, decode = text_delimiter(step_delimiter, tokenizer)
+        super().__init__(delim, aggregation, eos_token_ids, step_text=text, decode=decode)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tag = resolve_token_ids(step_tag, tokenizer, "step_tag")
