@@ -383,7 +383,7 @@ def test_code_verifier_passes_a_correct_program():
 def test_code_verifier_fails_wrong_and_hostile_programs(tmp_path):
     victim = tmp_path / "victim.txt"
     cases = {
-        "def add(a, b):\n    return a - b": "error",
+        "def add(a, b):\n    return a - b": "failed: tests.py line 1: assert add(2, 3) == 5",
         "def add(a, b)\n    return a + b": "error",  # syntax error
         "def add(a, b):\n    while True: pass": "timeout",
         f"open({str(victim)!r}, 'w').write('x')\ndef add(a, b): return a + b": "violation",

@@ -15,9 +15,16 @@ What is enforced, layer by layer (``SandboxResult.isolation`` names the layers a
               run's own process or group, so it cannot signal the caller; ptrace,
               process_vm_writev, mount, unshare, setns, reboot, module and kexec calls fail.
 ``netns``     (Linux, when unshare is permitted) a new, empty network namespace.
-``readonly_fs`` (Linux, when user+mount namespaces are permitted) a private mount namespace in
-              which every mount is read-only except the run's own directory, so the kernel
-              refuses writes anywhere else. The run keeps no capabilities after exec.
+``private_root`` (Linux, when user+mount namespaces are permitted) the run's ``/`` is a new,
+              empty tmpfs holding bind mounts of only what the interpreter needs: ``/usr``,
+              ``/lib*``, ``/bin``, ``/sbin``, the interpreter's own prefix (a pyenv or conda
+              install), ``/dev/null``/``zero``/``urandom``/``random`` and the run's
+              directory. The host's ``/home``, ``/root`` (but the interpreter), ``/etc``,
+              ``/tmp``, ``/proc`` (other processes' environments), ``/work``... do not exist
+              for it. The caller's user id appears as an ordinary user (1000).
+``readonly_fs`` (with the namespaces above) every mount is read-only except the run's own
+              directory, so the kernel refuses writes anywhere else. The run keeps no
+              capabilities after exec.
 ``audit_hook`` (always) a Python audit hook installed before the model's code runs; it ends
               the run (status ``"violation"``) on: opening a file for writing outside the run's
               directory, removing/renaming/creating files outside it, creating sockets,
@@ -26,9 +33,10 @@ What is enforced, layer by layer (``SandboxResult.isolation`` names the layers a
               a tripwire, not a security boundary: a determined attacker with an interpreter
               bug can pass them, which is why the kernel layers above come first.
 
-Not enforced: reading files (the interpreter needs its standard library; when the caller runs
-as root the run can read what root can read), and the run uses the caller's user id (the
-user namespace maps it to an unprivileged id with no capabilities). Run the whole training
+Not enforced without namespaces: reading the host's files (where ``private_root`` is missing
+from ``SandboxResult.isolation``, the run can read what the caller can read); reading the
+system library trees is always possible (they hold no user data). The run uses the
+caller's user id outside the namespace. Run the whole training
 job in a container when the threat is more than a confused model.
 """
 
@@ -39,12 +47,15 @@ import json
 import math
 import os
 import shutil
+import select
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["SandboxLimits", "SandboxResult", "run_python"]
 
@@ -114,6 +125,8 @@ class SandboxResult:
         reason: a one-line human explanation of the status.
         isolation: the isolation layers that were in force (see the module docstring).
         cpu_time: CPU seconds (user + system) the program used.
+        files: the files named in ``run_python(collect=...)`` that the run left in its
+            directory (regular files only, at most ``collect_limit`` bytes each).
     """
 
     ok: bool
@@ -125,6 +138,7 @@ class SandboxResult:
     reason: str
     isolation: tuple[str, ...] = ()
     cpu_time: float = 0.0
+    files: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,8 +224,36 @@ def _seccomp_program(allow_network, pid):
         pos += 1
     return b"".join(out), len(out)
 
+def private_root(libc, cfg, bind):
+    """A new root (an empty tmpfs) holding only what the interpreter needs (cfg["keep"]:
+    system library trees, the interpreter's prefix, a few /dev nodes, this file) and the
+    run's directory, each bind-mounted; then chroot into it. False (nothing entered) when a
+    step fails."""
+    new = cfg["newroot"]
+    if libc.mount(b"tmpfs", new.encode(), b"tmpfs", 0, b"size=1m,mode=755") != 0:
+        return False
+    try:
+        for src in cfg["keep"] + [cfg["work"]]:
+            dst = new + src
+            if os.path.islink(src) and os.path.dirname(src) == "/":
+                os.symlink(os.readlink(src), dst)  # /bin -> usr/bin on merged-/usr systems
+                continue
+            if os.path.isdir(src):
+                os.makedirs(dst, exist_ok=True)
+            elif os.path.exists(src):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                open(dst, "a").close()
+            else:
+                continue
+            if libc.mount(src.encode(), dst.encode(), None, bind, None) != 0:
+                return False
+        os.chroot(new)
+    except OSError:
+        return False
+    return True
+
 def launch(cfg):
-    import resource, ctypes, struct, platform
+    import resource, ctypes, struct
     layers = ["process"]
     work = cfg["work"]
     libc = None
@@ -223,9 +265,20 @@ def launch(cfg):
     if libc is not None:
         NEWNS, NEWUSER, NEWNET = 0x00020000, 0x10000000, 0x40000000
         net = 0 if cfg["allow_network"] else NEWNET
+        uid, gid = os.getuid(), os.getgid()
         if libc.unshare(NEWUSER | NEWNS | net) == 0:
             if net:
                 layers.append("netns")
+            try:
+                # The caller's ids appear as an ordinary user (1000) in the namespace: files
+                # made in the new root need an owner, and exec drops every capability of a
+                # non-root user.
+                for name, value in (("setgroups", "deny"), ("uid_map", "1000 %%d 1" %% uid),
+                                    ("gid_map", "1000 %%d 1" %% gid)):
+                    with open("/proc/self/" + name, "w") as f:
+                        f.write(value)
+            except OSError:
+                pass
             MS_REC, MS_PRIVATE, MS_BIND = 16384, 1 << 18, 4096
             libc.syscall.restype = ctypes.c_long
             def setattr_(path, set_, clr):
@@ -233,12 +286,14 @@ def launch(cfg):
                 return libc.syscall(ctypes.c_long(442), ctypes.c_int(-100),
                                     ctypes.c_char_p(path.encode()), ctypes.c_uint(0x8000),
                                     attr, ctypes.c_size_t(32))
-            ok = (libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0
-                  and libc.mount(work.encode(), work.encode(), None, MS_BIND | MS_REC, None) == 0
-                  and setattr_("/", 1, 0) == 0 and setattr_(work, 0, 1) == 0)
-            if ok:
+            ok = libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0
+            if ok and private_root(libc, cfg, MS_BIND | MS_REC):
+                layers.append("private_root")
+            elif ok:
+                ok = libc.mount(work.encode(), work.encode(), None, MS_BIND | MS_REC, None) == 0
+            if ok and setattr_("/", 1, 0) == 0 and setattr_(work, 0, 1) == 0:
                 layers.append("readonly_fs")
-                os.chdir(work)  # the old cwd is the directory under the new mount
+            os.chdir(work)  # the old cwd is the directory under the new mounts
         elif net and libc.unshare(NEWNET) == 0:
             layers.append("netns")
     try:
@@ -255,7 +310,7 @@ def launch(cfg):
     except (ValueError, OSError) as exc:
         os.write(2, ("%%s could not set resource limits: %%s\n" %% (MARKER, exc)).encode())
         os._exit(SETUP_RC)
-    if libc is not None and platform.machine() == "x86_64":
+    if libc is not None and os.uname().machine == "x86_64":
         prog, n = _seccomp_program(cfg["allow_network"], os.getpid())
         buf = ctypes.create_string_buffer(prog, len(prog))
         fprog = struct.pack("HxxxxxxP", n, ctypes.addressof(buf))
@@ -270,6 +325,8 @@ def launch(cfg):
     os.write(cfg["report_fd"], json.dumps(layers).encode())
     os.close(cfg["report_fd"])
     py = cfg["python"]
+    if "private_root" in layers:
+        py = cfg["python_real"]  # the venv's symlink is not in the new root
     os.execv(py, [py, "-I", "-S", sys.argv[0], "guard", json.dumps(cfg)])
 
 def guard(cfg):
@@ -370,6 +427,8 @@ def run_python(
     limits: SandboxLimits | None = None,
     python: str | None = None,
     audit_hook: bool = True,
+    collect: Sequence[str] = (),
+    collect_limit: int = 1 << 20,
 ) -> SandboxResult:
     """Run a Python program in a sandboxed child process and report what happened.
 
@@ -381,6 +440,9 @@ def run_python(
         python: the interpreter to run (default: this process's ``sys.executable``).
         audit_hook: install the Python audit hook (default). Turning it off leaves only the
             kernel layers; it exists to test those.
+        collect: names (relative to the run's directory) of files to read back after the
+            run, into ``SandboxResult.files``; what the program wrote there is untrusted data.
+        collect_limit: the most bytes read back per collected file.
 
     Returns:
         A :class:`SandboxResult`. Failures of the program (exceptions, limits, forbidden
@@ -421,11 +483,16 @@ def run_python(
             f.write(_CHILD)
         with open(in_path, "wb") as f:
             f.write(stdin)
+        newroot = os.path.join(root, "fs")
+        os.mkdir(newroot, 0o700)
         report_r, report_w = os.pipe()
         cfg = {
             "work": work,
             "main": main,
             "python": python,
+            "python_real": os.path.realpath(python),
+            "newroot": newroot,
+            "keep": _root_keep(python) + [child],
             "cpu": max(1, math.ceil(limits.cpu_time_s)),
             "mem": limits.memory_mb << 20,
             "fsize": limits.file_size_mb << 20,
@@ -465,16 +532,7 @@ def run_python(
         os.close(report_w)
         # wait4 (not Popen.wait) so the child's CPU time comes back with its status.
         deadline = start + limits.wall_time_s
-        timed_out, delay, status_word, usage = False, 0.0005, 0, None
-        while True:
-            pid, status_word, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() >= deadline:
-                timed_out = True
-                break
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.02)
+        timed_out, status_word, usage = _wait_until(proc.pid, deadline)
         # Kill the whole group even after a normal exit: nothing the run left behind survives.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -496,9 +554,73 @@ def run_python(
         stderr, _ = _read_capped(err_path, limits.max_output_bytes)
         status, reason = _classify(returncode, timed_out, cpu_time, stderr, out_size, limits)
         return SandboxResult(status == "ok", status, stdout, stderr, returncode, duration,
-                             reason, isolation, cpu_time)
+                             reason, isolation, cpu_time, _collect(work, collect, collect_limit))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _root_keep(python: str) -> list[str]:
+    """What the sandbox's private root holds besides the run's directory: the system library
+    trees, the interpreter's own prefix (``<prefix>/bin/python``: e.g. a pyenv or conda
+    install under a home directory) and the device nodes Python reads."""
+    keep = [p for p in ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
+            if os.path.lexists(p)]
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
+    if prefix not in ("", "/") and not any(prefix == k or prefix.startswith(k + "/")
+                                           for k in keep):
+        keep.append(prefix)
+    keep += [d for d in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+             if os.path.exists(d)]
+    return keep
+
+
+def _wait_until(pid: int, deadline: float) -> tuple[bool, int, Any]:
+    """Wait for ``pid`` to exit or ``deadline`` to pass: ``(timed_out, status, rusage)``.
+
+    A pidfd (Linux >= 5.3) wakes the caller the moment the child exits; elsewhere the child
+    is polled with a growing delay."""
+    pidfd = -1
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = -1
+    try:
+        delay = 0.0005
+        while True:
+            got, status_word, usage = os.wait4(pid, os.WNOHANG)
+            if got:
+                return False, status_word, usage
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True, 0, None
+            if pidfd >= 0:
+                select.select([pidfd], [], [], left)
+            else:
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 0.02)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _collect(work: str, names: Sequence[str], limit: int) -> dict[str, bytes]:
+    """The named regular files of the finished run's directory, each read up to ``limit``
+    bytes without following symbolic links (the program may have replaced a file by a link
+    to a host file)."""
+    out = {}
+    for name in names:
+        path = os.path.join(work, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                out[name] = os.read(fd, limit)
+        finally:
+            os.close(fd)
+    return out
 
 
 def _classify(

