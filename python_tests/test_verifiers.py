@@ -166,7 +166,8 @@ def test_math_equal_where_math_verify_is_overridden(pred, ref):
         (r"\{3,4\}", "4, 3", True),
         ("3, 4", "3", False),
         ("1,2,3", "123", False),
-        ("0.333333", "1/3", True),
+        ("0.333333", "1/3", False),  # an exact gold is not matched by a rounded decimal
+        ("1/3", "0.333333", True),  # a decimal gold keeps its tolerance
     ],
 )
 def test_math_equal_by_math_verify(pred, ref, equal):
@@ -426,3 +427,21 @@ def test_a_closing_bracket_of_the_sentence_is_not_part_of_the_answer():
     assert extract_answers("The answer is f(x).") == ["f(x)"]
     v = MathAnswerVerifier()
     assert v("7", "Adding them (so the answer is 7)").correct
+
+
+def test_exact_golds_are_matched_exactly_and_hedges_are_not_rewarded():
+    """Issue 13's cases: integers and fractions compare exactly (a tolerance only where the
+    gold itself is a decimal); an answer that names several candidates earns nothing."""
+    for pred, gold in [("1000001", "1000000"), ("123456790", "123456789"),
+                       ("10^{100}+1", "10^{100}"), ("0.333333", "\\frac{1}{3}"),
+                       ("1.41421356", "\\sqrt{2}"), ("1.0000001", "1")]:
+        assert not math_equal(pred, gold), (pred, gold)
+    for pred, gold in [("0.5", "\\frac12"), ("3.0", "3"), ("2.5", "5/2"),
+                       ("\\frac{1}{3}", "0.333333"), ("3.141593", "3.14159265")]:
+        assert math_equal(pred, gold), (pred, gold)
+    v = MathAnswerVerifier()
+    for hedge in ["The answer is 3 or 4.", "\\boxed{3} \\boxed{4}", "The answer is 3, 4",
+                  "\\boxed{3 \\text{ or } 4}", "It is 1, 2, 3, 4 or 5.",
+                  "The answer is maybe 3, perhaps 4."]:
+        assert not v("3", hedge).correct, hedge
+    assert v("3", "First I thought 4, but 1 + 2 = 3. The answer is 3.").correct

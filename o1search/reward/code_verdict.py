@@ -47,9 +47,12 @@ import builtins
 import dataclasses
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 from o1search.reward.sandbox import SandboxLimits, SandboxResult, run_python
 
@@ -57,7 +60,6 @@ __all__ = ["CodeVerdict", "TestPlan", "judge_program", "plan_tests"]
 
 _LOG = "o1search_calls.jsonl"
 _MAX_LOG_BYTES = 8 << 20
-_PASS = "o1search-verdict: pass"
 
 # The type-strict codec, shared verbatim by the recording and the judging harness.
 _CODEC = r'''
@@ -165,13 +167,10 @@ _o1search_record()
 '''
 
 _JUDGE = r'''
-def _o1search_judge():
-    import builtins, json, random, resource, sys
-    cfg = json.loads(sys.argv[1])
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (cfg["mem"], cfg["mem"]))
-    except (ValueError, OSError):
-        pass
+import builtins, json, os, random, resource, select, signal, sys, time
+
+def judge(cfg, log):
+    """None when the original tests pass against the logged answers, else the reason."""
     enc, key = make_codec()
     def dec(e, depth=0):
         if e is None or type(e) is bool:
@@ -196,7 +195,7 @@ def _o1search_judge():
             return {dec(k, depth + 1): dec(x, depth + 1) for k, x in v}
         raise ValueError("malformed value in the program's log")
     answers, wild, values, notes = {}, {}, {}, {}
-    for line in sys.stdin.read().splitlines():
+    for line in log.splitlines():
         try:
             r = json.loads(line)
         except ValueError:
@@ -205,11 +204,11 @@ def _o1search_judge():
             continue
         n, k = r["n"], r.get("k")
         if r.get("missing") is True:
-            notes[n] = "the program does not define %%s" %% n
+            notes[n] = "the program does not define %s" % n
         elif "v" in r and "k" not in r:
             values[n] = r["v"]
         elif "x" in r and "k" not in r:
-            notes[n] = "%%s %%s" %% (n, r["x"])
+            notes[n] = "%s %s" % (n, r["x"])
         elif type(k) is str:
             answers.setdefault((n, k), []).append(r)
         elif k is None:
@@ -225,8 +224,8 @@ def _o1search_judge():
             if not queue:
                 why = notes.get(name, "the program's run recorded no answer for this call "
                                       "(it ended, failed or timed out before it)")
-                raise Unanswered("%%s(%%s): %%s" %% (name, ", ".join(
-                    [repr(a)[:80] for a in args] + ["%%s=%%r" %% kv for kv in kwargs.items()]),
+                raise Unanswered("%s(%s): %s" % (name, ", ".join(
+                    [repr(a)[:80] for a in args] + ["%s=%r" % kv for kv in kwargs.items()]),
                     why))
             r = queue.pop(0)
             if "e" in r:
@@ -235,7 +234,7 @@ def _o1search_judge():
                     exc = RuntimeError
                 raise exc("raised by the program (recorded)")
             if "x" in r:
-                raise Unanswered("%%s: %%s" %% (name, r["x"]))
+                raise Unanswered("%s: %s" % (name, r["x"]))
             return dec(r["o"])
         return call
     scope = {"__name__": "__main__"}
@@ -243,8 +242,7 @@ def _o1search_judge():
         try:
             exec(compile(cfg["prelude"], "prelude.py", "exec"), scope)
         except Exception as exc:
-            sys.stderr.write("the trusted prelude failed: %%r\n" %% (exc,))
-            sys.exit(3)
+            return "error: the trusted prelude failed: %r" % (exc,)
     for name in cfg["names"]:
         scope[name] = dec(values[name]) if name in values else replayer(name)
     random.seed(0)
@@ -256,19 +254,80 @@ def _o1search_judge():
         where = [fr for fr in tb if fr.filename == "tests.py"]
         lines = cfg["tests"].splitlines()
         no = where[-1].lineno if where else 0
-        line = ("tests.py line %%d: %%s" %% (no, lines[no - 1].strip()[:200])
+        line = ("tests.py line %d: %s" % (no, lines[no - 1].strip()[:200])
                 if 0 < no <= len(lines) else "tests.py")
         if isinstance(exc, Unanswered):
-            msg = "error: %%s" %% exc
+            msg = "error: %s" % exc
         elif isinstance(exc, AssertionError):
-            msg = "failed: %%s" %% line
+            msg = "failed: %s" % line
         else:
-            msg = "error: %%s raised %%s: %%s" %% (line, type(exc).__name__, str(exc)[:200])
-        sys.stdout.write("\n" + json.dumps({"reason": msg[:600]}) + "\n")
-        sys.exit(1)
-    sys.stdout.write("\n%(pass)s\n")
+            msg = "error: %s raised %s: %s" % (line, type(exc).__name__, str(exc)[:200])
+        return msg[:600]
+    return None
 
-_o1search_judge()
+def read_exact(fd, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+def serve():
+    """One job after another from stdin (8-byte length, JSON); each judged in a forked child
+    (a fresh copy of this process: no state carries between jobs) under its own deadline."""
+    mem = int(sys.argv[1])
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    except (ValueError, OSError):
+        pass
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    while True:
+        try:
+            n = int.from_bytes(read_exact(0, 8), "little")
+            job = json.loads(read_exact(0, n))
+        except EOFError:
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.dup2(devnull, 1)  # what the tests print is not the protocol
+            os.dup2(devnull, 2)
+            try:
+                reason = judge(job["cfg"], job["log"])
+            except BaseException as exc:
+                reason = "error: the judge failed: %r" % (exc,)
+            os.write(w, json.dumps({"reason": reason}).encode())
+            os._exit(0)
+        os.close(w)
+        deadline = time.monotonic() + job["timeout"]
+        data, timed_out = b"", False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                timed_out = True
+                break
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(r)
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        if timed_out:
+            out = {"reason": "timeout: the tests themselves ran past %g s" % job["timeout"]}
+        else:
+            try:
+                out = json.loads(data)
+            except ValueError:
+                out = {"reason": "error: the judge died"}
+        msg = json.dumps(out).encode()
+        os.write(1, len(msg).to_bytes(8, "little") + msg)
+
+serve()
 '''
 
 
@@ -405,38 +464,79 @@ def plan_tests(tests: str, *, prelude: str = "", entry_point: str | None = None)
     return TestPlan(names, recorded, tests, prelude)
 
 
-def _judge(plan: TestPlan, log: bytes, limits: SandboxLimits) -> tuple[bool, str]:
-    """Run the original tests against the logged answers in a fresh, trusted process."""
-    cfg = {"names": list(plan.names), "tests": plan.tests, "prelude": plan.prelude,
-           "mem": max(256, limits.memory_mb) << 20}
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    try:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c",
-                                 _CODEC + _JUDGE % {"pass": _PASS},
-                                 json.dumps(cfg)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                cwd="/", close_fds=True, start_new_session=True)
-    except OSError as exc:
-        return False, f"setup_error: could not start the judge: {exc}"
-    try:
-        out, err = proc.communicate(log, timeout=limits.wall_time_s + 5.0)
-    except subprocess.TimeoutExpired:
+class _Judge:
+    """A trusted judging process (a fork server: one fresh child per job); one per thread."""
+
+    def __init__(self, memory_bytes: int) -> None:
+        self.memory = memory_bytes
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _CODEC + _JUDGE,
+                                      str(memory_bytes)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env, cwd="/", close_fds=True,
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def ask(self, job: dict, timeout: float) -> str | None:
+        msg = json.dumps(job).encode()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(len(msg).to_bytes(8, "little") + msg)
+        self.proc.stdin.flush()
+        fd = self.proc.stdout.fileno()
+        head = self._read(fd, 8, timeout)
+        body = self._read(fd, int.from_bytes(head, "little"), timeout)
+        return json.loads(body)["reason"]
+
+    @staticmethod
+    def _read(fd: int, n: int, timeout: float) -> bytes:
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return buf
+
+    def close(self) -> None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        proc.communicate()
-        return False, f"timeout: the tests themselves ran past {limits.wall_time_s + 5:g} s"
-    text = out.decode("utf-8", "replace").rstrip("\n")
-    if proc.returncode == 0 and text.endswith(_PASS):
-        return True, "all tests passed"
-    last = text.rsplit("\n", 1)[-1]
-    try:
-        reason = json.loads(last)["reason"]
-    except (ValueError, KeyError, TypeError):
-        tail = err.decode("utf-8", "replace").strip().splitlines()
-        reason = "error: the judge failed: " + (tail[-1] if tail else f"status {proc.returncode}")
-    return False, str(reason)
+        self.proc.wait()
+
+
+_local = threading.local()
+
+
+def _judge(plan: TestPlan, log: bytes, limits: SandboxLimits) -> tuple[bool, str]:
+    """Run the original tests against the logged answers in a trusted process that the
+    program never touched (this thread's judge server, started on first use)."""
+    mem = max(256, limits.memory_mb) << 20
+    job = {"cfg": {"names": list(plan.names), "tests": plan.tests, "prelude": plan.prelude},
+           "log": log.decode("utf-8", "replace"), "timeout": limits.wall_time_s + 5.0}
+    for attempt in range(2):
+        judge = getattr(_local, "judge", None)
+        if judge is None or not judge.alive() or judge.memory != mem:
+            if judge is not None:
+                judge.close()
+            try:
+                judge = _Judge(mem)
+            except OSError as exc:
+                return False, f"setup_error: could not start the judge: {exc}"
+            _local.judge = judge
+        try:
+            reason = judge.ask(job, job["timeout"] + 5.0)
+        except (OSError, EOFError, TimeoutError, ValueError, KeyError):
+            judge.close()
+            _local.judge = None
+            continue
+        return (True, "all tests passed") if reason is None else (False, str(reason))
+    return False, "error: the judge failed twice"
 
 
 def judge_program(program: str, plan: TestPlan, limits: SandboxLimits | None = None

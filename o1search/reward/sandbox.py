@@ -46,8 +46,8 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import select
+import shutil
 import signal
 import stat
 import subprocess

@@ -17,7 +17,6 @@ o1search[tasks]``); :class:`CodeTask` without a path reads them from there.
 from __future__ import annotations
 
 import ast
-
 import concurrent.futures
 import gzip
 import json
@@ -26,9 +25,14 @@ import random
 from collections.abc import Sequence
 from typing import IO
 
-from o1search.reward.sandbox import SandboxLimits
 from o1search.reward.code_verdict import judge_program
-from o1search.reward.verifiers import CodeVerifier, VerifyResult, _cached_plan, extract_code
+from o1search.reward.sandbox import SandboxLimits
+from o1search.reward.verifiers import (
+    CodeVerifier,
+    VerifyResult,
+    _cached_plan,
+    extract_code,
+)
 from o1search.tasks.base import Problem, Task, check_completion_type
 
 __all__ = ["CodeTask", "humaneval_path"]
