@@ -374,3 +374,30 @@ def test_search_sampling_flags_reach_the_algorithm(capsys):
     assert code == 0, err
     cfg = json.loads(out)["config"]
     assert (cfg["temperature"], cfg["top_k"]) == (0.5, 5)
+
+
+def test_train_in_bfloat16_writes_bfloat16_weights_that_changed(capsys, tmp_path):
+    import torch
+
+    from o1search.policy import default_policy_path, load_policy
+
+    out = tmp_path / "ck"
+    code, _, err = run_cli(capsys, "train", "--algo", "sft", "--model",
+                           str(default_policy_path()), "--steps", "3", "--problems", "16",
+                           "--eval-problems", "0", "--dtype", "bfloat16", "--no-progress",
+                           "--out", str(out))
+    assert code == 0, err
+    from safetensors.torch import load_file
+
+    from o1search.outputs import resolve_latest
+
+    saved = {}
+    for f in Path(resolve_latest(out)).glob("*.safetensors"):
+        saved.update(load_file(f))
+    assert saved and all(t.dtype == torch.bfloat16 for t in saved.values())  # as written
+    trained, _ = load_policy(out, dtype=torch.bfloat16)
+    before, _ = load_policy(default_policy_path())
+    params = dict(trained.named_parameters())
+    changed = sum(not torch.equal(params[n].float(), p.to(torch.bfloat16).float())
+                  for n, p in before.named_parameters())
+    assert changed > 0  # the optimizer moved bf16 weights (no fp32 copy held them back)

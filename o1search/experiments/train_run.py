@@ -56,6 +56,8 @@ class TrainRunConfig:
                                      "of the available memory, at most 4 GiB, no more than "
                                      "the run holds)")
     threads: int | None = _f(None, "torch CPU threads (None: half the CPUs, at least 1)")
+    dtype: str = _f("float32", "weights, optimizer state and KV dtype: float32, bfloat16 "
+                               "(half the memory; no float32 master copy) or float16")
 
     def __post_init__(self) -> None:
         if self.algo not in TRAIN_ALGORITHMS:
@@ -72,6 +74,8 @@ class TrainRunConfig:
             raise ValueError("grpo needs samples >= 2 (a group baseline)")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.resume and self.algo != "rest":
             raise ValueError("--resume continues a ReST run (--algo rest); sft and grpo "
                              "write one checkpoint at the end")
@@ -150,7 +154,8 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     elif config.algo == "sft" and config.model is None:
         model, tok = build_default_policy(task)
     else:
-        model, tok = load_policy(config.model)
+        model, tok = load_policy(config.model, dtype=getattr(torch, config.dtype))
+    model = model.to(getattr(torch, config.dtype))
     train = task.problems("train")[: config.problems]
     if not train:
         raise ValueError(f"task {config.task!r} has no training problems")
