@@ -423,3 +423,23 @@ def test_reasoning_gym_extraction_reads_how_chat_models_end():
     gold = p.metadata["entry"]["answer"]
     assert task.verify(p, f"So we add.\nIt comes to = {gold}") == 1.0
     assert task.verify(p, f"The answer is {gold}, which is what we wanted.") == 1.0
+
+
+def test_reasoning_gym_scoring_is_bounded_in_time():
+    """A scorer that would hang (sympy on a power tower, or simply a slow one) gives 0 with
+    a reason, in bounded time."""
+    import time
+
+    pytest.importorskip("reasoning_gym")
+    from o1search.tasks.reasoning_gym import ReasoningGymTask
+
+    task = ReasoningGymTask("basic_arithmetic", n_train=4, n_test=4, score_timeout_s=0.5)
+    p = task.test[0]
+    r = task.evaluate(p, "<answer>9**9**9**9</answer>")
+    assert not r.correct and "too costly" in r.reason
+    ds, _ = task._scorer_of(p)
+    ds.score_answer = lambda answer, entry: time.sleep(30) or 1.0  # a scorer that hangs
+    start = time.monotonic()
+    r = task.evaluate(p, f"<answer>{p.answer}</answer>")
+    assert not r.correct and "ran past 0.5 s" in r.reason
+    assert time.monotonic() - start < 5

@@ -146,10 +146,16 @@ def _group(s: str, i: int) -> str:
     return m.group(0) if m else ""
 
 
-def _too_costly(s: str) -> bool:
+_CHAINED_POWER = re.compile(r"(?:\^|\*\*)\s*[\w.]+\s*(?:\^|\*\*)")
+
+
+def _too_costly(s: str, max_chars: int | None = _MAX_EXPR_CHARS) -> bool:
     """Whether sympy could spend unbounded time in C on this text (before any timeout can
-    fire): power towers, exponents over 10^5, factorials over 5000, or very long input."""
-    if len(s) > _MAX_EXPR_CHARS:
+    fire): power towers, exponents over 10^5, factorials over 5000, or input longer than
+    ``max_chars`` (None: any length)."""
+    if max_chars is not None and len(s) > max_chars:
+        return True
+    if _CHAINED_POWER.search(s):  # 9**9**9, 2^3^4: right-associative towers
         return True
     for m in re.finditer(r"\^|\*\*", s):
         exp = _group(s, m.end())

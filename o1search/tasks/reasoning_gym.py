@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from o1search.reward.math_equivalence import _call_with_limit, _too_costly
 from o1search.reward.verifiers import VerifyResult, extract_boxed
 from o1search.tasks.base import Problem, Task, check_completion_type
 
@@ -105,6 +106,10 @@ class ReasoningGymTask(Task):
             Default False: reward 1.0 when the score is 1.0, else 0.0.
         answer_instruction: the sentence appended to each question (default
             :data:`DEFAULT_ANSWER_INSTRUCTION`); ``None`` or ``""`` for none.
+        score_timeout_s: time one ``score_answer`` call may take (some scorers run sympy on
+            the answer); past it the answer scores 0. Outside the main thread the abandoned
+            call runs on in a daemon thread until it ends; answers that could make sympy
+            run unbounded (power towers, huge exponents or factorials) are never scored.
         **config: the dataset's config fields (e.g. ``min_terms=2, max_terms=3``).
 
     Raises:
@@ -124,9 +129,13 @@ class ReasoningGymTask(Task):
         seed: int = 0,
         partial_credit: bool = False,
         answer_instruction: str | None = DEFAULT_ANSWER_INSTRUCTION,
+        score_timeout_s: float = 5.0,
         **config: Any,
     ) -> None:
         super().__init__()
+        if not score_timeout_s > 0:
+            raise ValueError(f"score_timeout_s must be > 0, got {score_timeout_s!r}")
+        self.score_timeout_s = float(score_timeout_s)
         rg = _import_reasoning_gym()
         from reasoning_gym.factory import DATASETS
 
@@ -231,10 +240,19 @@ class ReasoningGymTask(Task):
         if answer is None:
             return VerifyResult(0.0, False, "no answer found")
         ds, entry = self._scorer_of(problem)
+        if _too_costly(answer, max_chars=None):
+            # Some scorers hand the answer to sympy, which can run unbounded in C on a power
+            # tower before any timer fires: such text is not scored at all.
+            return VerifyResult(0.0, False, "answer too costly to evaluate (power tower, huge "
+                                "exponent or factorial)", answer)
         try:
-            score = float(ds.score_answer(answer, entry))
+            done, score = _call_with_limit(lambda: float(ds.score_answer(answer, entry)),
+                                           self.score_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a scorer failing on hostile text is a 0
             return VerifyResult(0.0, False, f"score_answer failed: {type(exc).__name__}",
+                                answer)
+        if not done:
+            return VerifyResult(0.0, False, f"score_answer ran past {self.score_timeout_s:g} s",
                                 answer)
         correct = score >= 1.0
         reward = score if self.partial_credit else float(correct)
