@@ -144,7 +144,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, batch=args.batch, dtype=args.dtype,
         num_pages=args.num_pages, kv_memory=args.kv_memory, threads=args.threads,
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-        tree_html=args.tree_html, seed=args.seed, progress=not args.no_progress)
+        tree_html=args.tree_html, seed=args.seed, progress=not args.no_progress,
+        hard_budget=args.hard_budget)
     out = run_search(config, echo=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(out, default=str))
@@ -332,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write one JSON line per problem to this file, as problems finish")
     ps.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     ps.add_argument("--batch", type=int, default=8, help="problems searched together")
+    ps.add_argument("--hard-budget", action="store_true",
+                    help="never generate past --budget: the last requests are shortened to "
+                         "fit (default: a round that starts under the budget runs whole)")
     ps.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                     help="weights and KV cache dtype (bfloat16/float16 halve memory)")
     ps.add_argument("--num-pages", type=int, default=None, help="KV pages of 16 tokens")

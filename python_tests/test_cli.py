@@ -401,3 +401,15 @@ def test_train_in_bfloat16_writes_bfloat16_weights_that_changed(capsys, tmp_path
     changed = sum(not torch.equal(params[n].float(), p.to(torch.bfloat16).float())
                   for n, p in before.named_parameters())
     assert changed > 0  # the optimizer moved bf16 weights (no fp32 copy held them back)
+
+
+def test_search_hard_budget_caps_every_problem(capsys, tmp_path):
+    import json
+
+    out = tmp_path / "r.jsonl"
+    code, _, err = run_cli(capsys, "search", "--algo", "mcts", "--budget", "40",
+                           "--problems", "6", "--hard-budget", "--no-progress",
+                           "--out", str(out))
+    assert code == 0, err
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 6 and all(x["generated_tokens"] <= 40 for x in lines)

@@ -436,6 +436,31 @@ def test_token_budget_is_respected(name):
 
 @pytest.mark.parametrize("name", ["best_of_n", "beam", "dvts", "lookahead", "mcts_prm",
                                   "mcts_rollout", "revision"])
+@pytest.mark.parametrize("budget", [7, 23, 60])
+def test_hard_token_budget_is_never_exceeded(name, budget):
+    """With ``hard_budget`` no problem generates a token past its budget (the oracle: the
+    toy policy's own count of what it generated), and every problem still gets a choice."""
+    from dataclasses import replace
+
+    pol = ToyPolicy(3, 6, 0.3, step_lengths=[1, 2, 3])
+    probs = pol.problems([0, 1, 2])
+    make, ev = next((m, e) for n, m, e in _algorithms(pol) if n == name)
+    algo = make()
+    soft = Search(type(algo)(replace(algo.config, token_budget=budget)), probs, pol, ev,
+                  answer_fn=pol.answer).run()
+    pol.stats.generated_tokens = 0
+    hard = Search(type(algo)(replace(algo.config, token_budget=budget, hard_budget=True)),
+                  probs, pol, ev, answer_fn=pol.answer).run()
+    for r in hard:
+        assert r.compute.generated_tokens <= budget, (name, budget, r.compute.generated_tokens)
+        assert isinstance(r.completion, tuple)
+    assert sum(r.compute.generated_tokens for r in hard) == pol.stats.generated_tokens
+    if budget == 7:  # the soft budget lets a whole round through: the cap is what holds it
+        assert any(r.compute.generated_tokens > budget for r in soft), name
+
+
+@pytest.mark.parametrize("name", ["best_of_n", "beam", "dvts", "lookahead", "mcts_prm",
+                                  "mcts_rollout", "revision"])
 def test_resume_from_checkpoint_equals_uninterrupted(name):
     pol = ToyPolicy(3, 3, 0.3, step_lengths=[1, 2, 3])
     probs = pol.problems([3, 7])

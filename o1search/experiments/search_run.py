@@ -37,8 +37,10 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
                   top_p: float = 1.0, top_k: int = 0,
                   step_delimiter: str = "\n", final_markers: Sequence[str] = (),
                   completion_tokens: int | None = None, has_evaluator: bool | None = None,
-                  system_prompt: str | None = None) -> dict[str, Any]:
-    """One method at one budget on ``problems``: results, accuracy, tokens, seconds."""
+                  system_prompt: str | None = None, hard_budget: bool = False
+                  ) -> dict[str, Any]:
+    """One method at one budget on ``problems``: results, accuracy, tokens, seconds
+    (``hard_budget``: no problem generates past ``budget``)."""
     from o1search.policy import encode_prompt
     from o1search.search import (
         EngineGenerator,
@@ -58,6 +60,10 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
     algo = make_algorithm(name, budget, max_new_tokens=max_new_tokens, has_prm=has_prm,
                           has_evaluator=has_evaluator, temperature=temperature, top_p=top_p,
                           top_k=top_k, **sizing)
+    if hard_budget and getattr(algo.config, "token_budget", None) is not None:
+        import dataclasses
+
+        algo = type(algo)(dataclasses.replace(algo.config, hard_budget=True))
     engine.flush_cache()  # every method starts cold: wall times compare fairly
     t0 = time.perf_counter()
     search = Search(algo, sps, gen, None if name == "greedy" else evaluator, decoder=decode,
@@ -105,6 +111,8 @@ class SearchRunConfig:
     task: str = _f("countdown", "a built-in task name or the path of a .jsonl file")
     algo: str = _f("mcts", f"one of {', '.join(ALGORITHMS)}")
     budget: int | None = _f(256, "generated tokens per problem (None: no cap)")
+    hard_budget: bool = _f(False, "never generate past the budget (the last requests are "
+                                  "shortened; default: a round started under it runs whole)")
     problems: int | None = _f(None, "problems to solve: the first N (None: all of a task "
                                      "file, 8 of a built-in task)")
     split: str | None = _f(None, "'train' or 'test' (None: a task file whole, in file order; "
@@ -289,7 +297,7 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
                     final_markers=CHAT_FINAL_MARKERS if chat else (),
                     step_delimiter=delimiter, completion_tokens=completion,
                     system_prompt=config.system_prompt, temperature=config.temperature,
-                    top_p=config.top_p, top_k=config.top_k)
+                    top_p=config.top_p, top_k=config.top_k, hard_budget=config.hard_budget)
             seconds += row["seconds"]
             if first_result is None:
                 first_result = (row["results"][0], row["correct"][0])

@@ -3,7 +3,8 @@
 Every config validates itself in ``__post_init__`` and says what to set instead. Budgets:
 ``token_budget`` (generated tokens per problem, rollouts and lookahead included) stops a
 problem before the round that would start past it, so a problem never generates more than
-``token_budget`` plus one round's worth; compare methods at equal ``token_budget``.
+``token_budget`` plus one round's worth; with ``hard_budget=True`` it never generates more
+than ``token_budget`` at all. Compare methods at the tokens they spent.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def _common(cfg: Any, name: str) -> None:
     _int(name, "max_step_tokens", cfg.max_step_tokens, 1)
     _opt_int(name, "token_budget", cfg.token_budget, 1,
              "use None for no token budget")
+    if not isinstance(cfg.hard_budget, bool):
+        raise TypeError(f"{name}.hard_budget must be a bool, got {cfg.hard_budget!r}")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -115,6 +118,11 @@ class BestOfNConfig:
     max_completion_tokens : int
         Token limit of one completion.
     token_budget : int or None
+    hard_budget : bool
+        Never generate past ``token_budget`` (see :class:`~o1search.search.loop.Search`):
+        the last requests are shortened to fit, and a problem whose next requests cannot
+        get one token per sample stops there. Default False: a round that starts under the
+        budget runs whole.
     sampling : SamplingConfig
     max_step_tokens : int
         Unused by best-of-N (kept for a uniform interface).
@@ -129,6 +137,7 @@ class BestOfNConfig:
     samples_per_round: int | None = None
     max_completion_tokens: int = 256
     token_budget: int | None = None
+    hard_budget: bool = False
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_step_tokens: int = 64
     stop_at_reward: float | None = None
@@ -173,6 +182,11 @@ class BeamConfig:
     dedupe : bool
         Merge identical sibling steps (they would waste beam slots).
     token_budget : int or None
+    hard_budget : bool
+        Never generate past ``token_budget`` (see :class:`~o1search.search.loop.Search`):
+        the last requests are shortened to fit, and a problem whose next requests cannot
+        get one token per sample stops there. Default False: a round that starts under the
+        budget runs whole.
     sampling : SamplingConfig
     max_step_tokens : int
         Token limit of one step.
@@ -186,6 +200,7 @@ class BeamConfig:
     max_depth: int = 32
     dedupe: bool = True
     token_budget: int | None = None
+    hard_budget: bool = False
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_step_tokens: int = 64
 
@@ -306,6 +321,11 @@ class MCTSConfig:
         When the search stops without any finished path, spend one more request completing
         the chosen path greedily (its tokens count as generated), so the answer is finished.
     token_budget : int or None
+    hard_budget : bool
+        Never generate past ``token_budget`` (see :class:`~o1search.search.loop.Search`):
+        the last requests are shortened to fit, and a problem whose next requests cannot
+        get one token per sample stops there. Default False: a round that starts under the
+        budget runs whole.
     sampling : SamplingConfig
     max_step_tokens : int
 
@@ -344,6 +364,7 @@ class MCTSConfig:
     stop_at_reward: float | None = None
     complete_answer: bool = False
     token_budget: int | None = None
+    hard_budget: bool = False
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_step_tokens: int = 64
 
@@ -406,6 +427,11 @@ class RevisionConfig:
         ``"last"`` (best-scoring among each chain's last attempt).
     max_completion_tokens : int
     token_budget : int or None
+    hard_budget : bool
+        Never generate past ``token_budget`` (see :class:`~o1search.search.loop.Search`):
+        the last requests are shortened to fit, and a problem whose next requests cannot
+        get one token per sample stops there. Default False: a round that starts under the
+        budget runs whole.
     sampling : SamplingConfig
     max_step_tokens : int
         Unused (kept for a uniform interface).
@@ -419,6 +445,7 @@ class RevisionConfig:
     select: str = "best"
     max_completion_tokens: int = 256
     token_budget: int | None = None
+    hard_budget: bool = False
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_step_tokens: int = 64
 

@@ -19,6 +19,7 @@ lives in :mod:`o1search.search.algorithm`; its names are importable from here to
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import math
@@ -209,6 +210,17 @@ class Search:
         for st in active:
             advance(st, self.algorithm.round(st), None, first=True)
         while pending:
+            for i, (co, cmd) in list(pending.items()):
+                if isinstance(cmd, Generate):
+                    fitted = self._fit_budget(by_index[i], cmd)
+                    if fitted is None:
+                        # Not one token per sample is left: the problem ends here, its
+                        # choice made from what it has.
+                        co.close()
+                        del pending[i]
+                        by_index[i].stop("token_budget")
+                    elif fitted is not cmd:
+                        pending[i] = (co, fitted)
             items = sorted(pending.items())
             replies: dict[int, Any] = {}
             gen = [(i, cmd) for i, (_, cmd) in items if isinstance(cmd, Generate)]
@@ -249,6 +261,31 @@ class Search:
                 by_index[i].compute.evaluated += n
             for i, (co, _) in items:
                 advance(by_index[i], co, replies[i])
+
+    def _fit_budget(self, st: ProblemState, cmd: Generate) -> Generate | None:
+        """``cmd`` shortened so that even if every sample runs to its limit the problem stays
+        within a hard ``token_budget``; None when not one token per sample is left."""
+        c = self.algorithm.config
+        budget = getattr(c, "token_budget", None)
+        if budget is None or not getattr(c, "hard_budget", False) or not cmd.requests:
+            return cmd
+        left = budget - st.compute.generated_tokens
+        samples = sum(r.n for r in cmd.requests)
+        if sum(r.n * r.max_new_tokens for r in cmd.requests) <= left:
+            return cmd
+        if left < samples:
+            return None
+        # The largest per-sample cap m with sum(n * min(max_new, m)) <= left: long requests
+        # are shortened first, short ones keep their limit.
+        lo, hi = 1, max(r.max_new_tokens for r in cmd.requests)
+        while lo < hi:
+            m = (lo + hi + 1) // 2
+            if sum(r.n * min(r.max_new_tokens, m) for r in cmd.requests) <= left:
+                lo = m
+            else:
+                hi = m - 1
+        return Generate(tuple(r if r.max_new_tokens <= lo else
+                              dataclasses.replace(r, max_new_tokens=lo) for r in cmd.requests))
 
     def run(self, max_rounds: int | None = None) -> list[SearchResult]:
         """Run rounds until every problem stops (or ``max_rounds`` more rounds).
