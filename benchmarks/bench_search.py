@@ -79,6 +79,9 @@ def parse_args(argv=None):
     ap.add_argument("--temperature", type=float, default=0.7,
                     help="sampling temperature of every sampling method")
     ap.add_argument("--lookahead", action="store_true", help="also run lookahead search")
+    ap.add_argument("--hard-budget", action="store_true",
+                    help="every method with hard_budget=True: no problem generates past its "
+                         "budget (default: a round that starts under the budget runs whole)")
     ap.add_argument("--plot", type=Path, default=None, help="write a PNG here (one panel "
                     "per evaluator: PATH, or PATH with -verifier / -prm before the suffix)")
     ap.add_argument("--prm-cache", type=Path, default=Path("/tmp/o1search_bench_search_prm"),
@@ -304,6 +307,9 @@ def main(argv=None) -> dict:
                                                     "stop_at_reward": 1.0}))
         if args.lookahead:
             methods.append(ev.MethodSpec("lookahead", kwargs={"sampling": sampling}))
+        if args.hard_budget:
+            for m in methods:
+                m.kwargs["hard_budget"] = True
         t0 = time.perf_counter()
         per_seed = []
         for seed in args.seed_list:
@@ -328,7 +334,12 @@ def main(argv=None) -> dict:
             for k in ("generated_tokens", "prefilled_tokens", "reused_tokens", "wall_s"):
                 r[k] = round(r[k], 2)
         entry = {"note": note, "rows": rows, "target": target_analysis(rows, greedy.accuracy),
-                 "seconds": round(time.perf_counter() - t0, 1)}
+                 "seconds": round(time.perf_counter() - t0, 1),
+                 "hard_budget": bool(args.hard_budget),
+                 # How far past its budget any one problem went (0: the budget held).
+                 "max_budget_overrun": max(
+                     (r["max_generated_tokens"] / r["budget"] - 1.0 for r in rows
+                      if r.get("budget") and "max_generated_tokens" in r), default=0.0)}
         if prm_info is not None:
             entry["prm"] = prm_info
         report["evaluators"][kind] = entry
