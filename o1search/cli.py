@@ -402,7 +402,80 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("name", nargs="?", default=None, help="benchmark name, or 'list'")
     pb.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     pb.set_defaults(func=cmd_bench)
+    for name, sp in sub.choices.items():
+        if name in ("demo", "search", "train"):
+            sp.add_argument("--config", metavar="FILE", default=None,
+                            help="JSON or YAML file of option values (keys: the long option "
+                                 "names, with - or _); options on the command line win")
+    p.o1_subcommands = dict(sub.choices)  # type: ignore[attr-defined]
     return p
+
+
+def _config_of(argv: Sequence[str]) -> tuple[str, str] | None:
+    """``(subcommand, FILE)`` when ``argv`` has ``--config FILE`` after a subcommand."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            return (command or "", argv[i + 1])
+        if a.startswith("--config="):
+            return (command or "", a.split("=", 1)[1])
+    return None
+
+
+def _apply_config(parser: argparse.ArgumentParser, command: str, file: str) -> None:
+    """Make ``--config FILE``'s values the defaults of ``command`` (the command line wins)."""
+    import json
+    from pathlib import Path
+
+    subs = parser.o1_subcommands  # type: ignore[attr-defined]
+    if command not in subs or command not in ("demo", "search", "train"):
+        raise UsageError("--config goes after one of the commands demo, search, train")
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--config: no file at {str(path)!r}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise UsageError("--config: reading YAML needs PyYAML (pip install pyyaml); or "
+                             "write the file as JSON") from None
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--config: {path} is not valid YAML ({_one_line(exc)})") from None
+    else:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--config: {path} is not valid JSON ({exc.msg} at line "
+                             f"{exc.lineno})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"--config: {path} must hold a mapping of option names to values")
+    sp = subs[command]
+    actions = {a.dest: a for a in sp._actions if a.dest not in ("help", "config")}
+    defaults = {}
+    for key, value in values.items():
+        dest = str(key).lstrip("-").replace("-", "_")
+        act = actions.get(dest)
+        if act is None:
+            raise UsageError(f"--config: unknown option {key!r} for '{command}'; "
+                             f"known: {', '.join(sorted(actions))}")
+        if act.nargs == 0:  # a flag
+            if not isinstance(value, bool):
+                raise UsageError(f"--config: {key!r} is a flag; give true or false")
+        elif value is not None:
+            if act.type is not None and isinstance(value, str):
+                try:
+                    value = act.type(value)
+                except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+                    raise UsageError(f"--config: {key!r}: {_one_line(exc)}") from None
+            if act.choices is not None and value not in act.choices:
+                raise UsageError(f"--config: {key!r} must be one of "
+                                 f"{', '.join(map(str, act.choices))}, got {value!r}")
+        act.required = False  # given by the file
+        defaults[dest] = value
+    sp.set_defaults(**defaults)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -417,6 +490,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        config = _config_of(argv)
+        if config is not None:
+            _apply_config(parser, *config)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()

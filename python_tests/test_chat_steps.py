@@ -34,6 +34,13 @@ def merging_tokenizer():
     return fast
 
 
+def _tiny_llama(vocab_size: int) -> transformers.LlamaForCausalLM:
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256)).eval()
+
+
 def test_the_tokenizer_really_merges_newlines(merging_tokenizer):
     tok = merging_tokenizer
     ids = tok.encode("Then subtract 1.\n\nSo", add_special_tokens=False)
@@ -44,10 +51,7 @@ def test_the_tokenizer_really_merges_newlines(merging_tokenizer):
 
 def test_string_delimiter_ends_steps_on_merged_tokens(merging_tokenizer):
     tok = merging_tokenizer
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256)).eval()
+    model = _tiny_llama(len(tok))
     engine = Engine(model, tok, num_pages=2048, page_size=8, max_batch_tokens=512)
     prefix = tok.encode("Step one: add 3 and 4.", add_special_tokens=False)
     (lone,) = tok.encode("\n", add_special_tokens=False)
@@ -131,10 +135,7 @@ def test_step_scorers_split_text_delimiters_on_merged_tokens(merging_tokenizer):
     from o1search.reward.evaluators import step_end_positions
 
     tok = merging_tokenizer
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256)).eval()
+    model = _tiny_llama(len(tok))
     engine = Engine(model, tok, num_pages=512, page_size=8, max_batch_tokens=512)
     prm = ProcessRewardModel(model, tok, step_delimiter="\n", use_engine=False)
     conf = ConfidenceEvaluator(engine, step_delimiter="\n")

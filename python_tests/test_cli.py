@@ -413,3 +413,32 @@ def test_search_hard_budget_caps_every_problem(capsys, tmp_path):
     assert code == 0, err
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 6 and all(x["generated_tokens"] <= 40 for x in lines)
+
+
+def test_config_file_sets_options_and_the_command_line_wins(capsys, tmp_path):
+    import json
+
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text("algo: beam\nbudget: 48\nproblems: 2\nno-progress: true\n")
+    code, out, err = run_cli(capsys, "search", "--config", str(cfg), "--json")
+    assert code == 0, err
+    got = json.loads(out)["config"]
+    assert (got["algo"], got["budget"], got["problems"]) == ("beam", 48, 2)
+    code, out, err = run_cli(capsys, "search", "--config", str(cfg), "--budget", "64", "--json")
+    assert code == 0 and json.loads(out)["config"]["budget"] == 64
+    # A required option may come from the file; bad files say what is wrong in one line.
+    tj = tmp_path / "train.json"
+    tj.write_text(json.dumps({"out": str(tmp_path / "ck"), "steps": 1, "problems": 4,
+                              "eval_problems": 0, "no_progress": True}))
+    code, _, err = run_cli(capsys, "train", "--config", str(tj))
+    assert code == 0 and (tmp_path / "ck" / "config.json").is_file(), err
+    for text, needle in [('{"bugdet": 3}', "unknown option 'bugdet'"),
+                         ('{"algo": "nope"}', "must be one of"),
+                         ('{"json": "yes"}', "is a flag"),
+                         ('[1, 2]', "mapping"), ('{"algo": ', "not valid JSON")]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        code, _, err = run_cli(capsys, "search", "--config", str(bad))
+        assert_usage_error(code, err, needle)
+    code, _, err = run_cli(capsys, "search", "--config", str(tmp_path / "none.json"))
+    assert_usage_error(code, err, "no file")
