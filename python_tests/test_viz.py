@@ -247,3 +247,61 @@ def test_learning_curves_plot(tmp_path):
         plot_learning_curves({}, tmp_path / "y.png")
     with pytest.raises(ValueError):
         plot_learning_curves({"loss": ["a", "b"]}, tmp_path / "y.png")
+
+
+def test_accuracy_plot_axes_read_plainly():
+    """Read back from the figure: plain tick labels on the log axis (30, 50, 100 - not
+    3x10^1), a y-range fitted to the data, and the nominal budget beside each point."""
+    from o1search.viz.plots import accuracy_vs_tokens_figure
+
+    fig = accuracy_vs_tokens_figure(
+        {"best_of_n": [(31, 0.40), (62, 0.45), (124, 0.52)], "greedy": [(28, 0.38)]},
+        budgets={"best_of_n": [32, 64, 128]})
+    try:
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        lo, hi = ax.get_xlim()
+        labels = [t.get_text() for t, v in zip(ax.get_xticklabels(), ax.get_xticks())
+                  if lo <= v <= hi]
+        assert labels and all(lab.replace(".", "").isdigit() for lab in labels), labels
+        assert "50" in labels and "100" in labels
+        assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+        y0, y1 = ax.get_ylim()
+        assert 0.3 < y0 < 0.38 and 0.52 < y1 < 0.6  # shows the differences
+        notes = [t.get_text() for t in ax.texts]
+        assert notes == ["B=32", "B=64", "B=128"]
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def test_loss_and_rounds_are_two_panels_with_a_smoothed_loss():
+    """The demo's learning plot: optimizer steps and ReST rounds on separate x-axes, the raw
+    loss beside a smoothed one (read back from the figure)."""
+    import random as _random
+
+    from o1search.viz.plots import loss_and_rounds_figure, smooth
+
+    rng = _random.Random(0)
+    losses = [1.0 / (1 + i / 50) + rng.uniform(-0.2, 0.2) for i in range(400)]
+    fig = loss_and_rounds_figure(losses, {"greedy accuracy": [(0, 0.375), (1, 0.435)]})
+    try:
+        ax1, ax2 = fig.axes
+        raw, sm = ax1.get_lines()
+        assert list(raw.get_ydata()) == losses
+        assert np.std(np.diff(sm.get_ydata())) < 0.2 * np.std(np.diff(raw.get_ydata()))
+        assert ax1.get_xlim()[1] >= 399 and ax2.get_xlim()[1] < 2  # separate x-axes
+        (acc,) = ax2.get_lines()
+        assert list(acc.get_xdata()) == [0, 1] and list(acc.get_ydata()) == [0.375, 0.435]
+        fig.canvas.draw()
+        assert all(float(t.get_text().replace("\u2212", "-")).is_integer()
+                   for t in ax2.get_xticklabels()
+                   if t.get_text())
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    assert smooth([1.0, 3.0, 1.0, 3.0], window=3) == [2.0, 5 / 3, 7 / 3, 2.0]
+    with pytest.raises(ValueError, match="finite"):
+        loss_and_rounds_figure([], {"a": [(0, 1.0)]})

@@ -42,13 +42,11 @@ def write_figures(work: Path, rows: Sequence[dict[str, Any]], tree_row: dict[str
     """``accuracy_vs_tokens.png``, ``learning_curves.png`` and (when ``tree_row`` is given)
     ``tree.html`` of its largest tree, written into ``work``. Returns their paths by name
     (``plot``, ``learning_plot``, ``tree_html``)."""
-    from o1search.viz import (
-        plot_accuracy_vs_tokens,
-        plot_learning_curves,
-        write_tree_html,
-    )
+    from o1search.viz import write_tree_html
+    from o1search.viz.plots import plot_accuracy_vs_tokens, plot_loss_and_rounds
 
     curves: dict[str, list[tuple[float, float]]] = {}
+    budgets: dict[str, list[Any]] = {}
     baselines: dict[str, float] = {}
     for r in rows:
         if r["method"] == "greedy":
@@ -57,16 +55,15 @@ def write_figures(work: Path, rows: Sequence[dict[str, Any]], tree_row: dict[str
         else:
             curves.setdefault(r["method"], []).append((max(r["mean_generated_tokens"], 1.0),
                                                        r["accuracy"]))
+            budgets.setdefault(r["method"], []).append(r.get("budget"))
     files: dict[str, Path] = {}
     files["plot"] = plot_accuracy_vs_tokens(
-        curves, work / "accuracy_vs_tokens.png", baselines=baselines,
+        curves, work / "accuracy_vs_tokens.png", baselines=baselines, budgets=budgets,
         title=f"Countdown, {len(eval_problems)} held-out problems, PRM-guided search")
-    files["learning_plot"] = plot_learning_curves(
-        {"PRM training loss": prm_losses}, work / "learning_curves.png",
-        title="PRM training loss; greedy accuracy before/after ReST",
-        xlabel="optimizer step / ReST round", ylabel="loss",
-        secondary={"greedy accuracy": [(0, rest.accuracy_before), (1, rest.accuracy_after)]},
-        secondary_label="greedy accuracy")
+    files["learning_plot"] = plot_loss_and_rounds(
+        prm_losses, {"greedy accuracy": [(0, rest.accuracy_before), (1, rest.accuracy_after)]},
+        work / "learning_curves.png", title="PRM training (left); greedy accuracy before and "
+        "after the ReST round (right)", loss_label="PRM training loss")
     if tree_row is not None:
         # The biggest tree shows the most search; len(tree) is its node count.
         k = max(range(len(tree_row["results"])), key=lambda i: len(tree_row["results"][i].tree))

@@ -53,6 +53,9 @@ def plot_accuracy_vs_tokens(rows: Sequence[dict[str, Any]], path: str | Path, *,
     rows = list(rows)
     if not rows:
         raise ValueError("no rows to plot")
-    from o1search.viz import plot_accuracy_vs_tokens as draw
+    from o1search.viz.plots import plot_accuracy_vs_tokens as draw
 
-    return draw(rows_to_curves(rows), path, title=title)
+    budgets: dict[str, list[Any]] = {}
+    for r in rows:
+        budgets.setdefault(str(r["method"]), []).append(r.get("budget"))
+    return draw(rows_to_curves(rows), path, title=title, budgets=budgets)

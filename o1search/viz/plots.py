@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_accuracy_vs_tokens", "plot_learning_curves"]
+__all__ = [
+    "accuracy_vs_tokens_figure",
+    "loss_and_rounds_figure",
+    "plot_accuracy_vs_tokens",
+    "plot_learning_curves",
+    "plot_loss_and_rounds",
+    "smooth",
+]
 
 
 def _pyplot() -> Any:
@@ -60,6 +67,55 @@ def _save(fig: Any, plt: Any, path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def accuracy_vs_tokens_figure(
+    curves: Mapping[str, Any],
+    *,
+    title: str = "accuracy vs generated tokens",
+    baselines: Mapping[str, float] | None = None,
+    log_x: bool = True,
+    budgets: Mapping[str, Any] | None = None,
+) -> Any:
+    """The figure :func:`plot_accuracy_vs_tokens` saves (a ``matplotlib.figure.Figure``; the
+    caller closes it). Parameters as there."""
+    if not curves:
+        raise ValueError("no curves to plot")
+    data = {str(k): _xy(str(k), v) for k, v in curves.items()}
+    plt = _pyplot()
+    from matplotlib import ticker
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (xs, ys) in data.items():
+        order = sorted(range(len(xs)), key=xs.__getitem__)
+        ax.plot([xs[i] for i in order], [ys[i] for i in order], marker="o", label=name)
+        nominal = list((budgets or {}).get(name) or [])
+        for x, y, b in zip(xs, ys, nominal):
+            if b:  # the nominal budget beside the spent tokens of each point
+                ax.annotate(f"B={b:g}", (x, y), textcoords="offset points", xytext=(3, 4),
+                            fontsize=6, color="dimgray")
+    for label, acc in (baselines or {}).items():
+        ax.axhline(float(acc), linestyle="--", linewidth=1, color="gray")
+        ax.annotate(str(label), (0.01, float(acc)), xycoords=("axes fraction", "data"),
+                    fontsize=8, color="gray", va="bottom")
+    if log_x and all(x > 0 for xs, _ in data.values() for x in xs):
+        ax.set_xscale("log")
+        # Plain numbers (30, 60, 120), not 3x10^1: 1-2-5 steps, no minor labels.
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel("generated tokens per problem (spent)")
+    ax.set_ylabel("accuracy")
+    # A y-range that shows the differences, not always 0..1.
+    ys_all = [y for _, ys in data.values() for y in ys] + [float(a) for a in
+                                                           (baselines or {}).values()]
+    lo, hi = min(ys_all), max(ys_all)
+    pad = max(0.03, 0.1 * (hi - lo))
+    ax.set_ylim(max(-0.02, lo - pad), min(1.02, hi + pad))
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def plot_accuracy_vs_tokens(
     curves: Mapping[str, Any],
     path: str | os.PathLike[str],
@@ -67,6 +123,7 @@ def plot_accuracy_vs_tokens(
     title: str = "accuracy vs generated tokens",
     baselines: Mapping[str, float] | None = None,
     log_x: bool = True,
+    budgets: Mapping[str, Any] | None = None,
 ) -> Path:
     """One line per method: accuracy against generated tokens per problem.
 
@@ -77,7 +134,10 @@ def plot_accuracy_vs_tokens(
         path: the PNG file to write (parents created).
         title: figure title.
         baselines: ``{label: accuracy}`` drawn as horizontal dashed lines (e.g. greedy).
-        log_x: logarithmic token axis (budgets usually double).
+        log_x: logarithmic token axis (budgets usually double), labelled with plain numbers.
+        budgets: ``{method: [nominal budget per point]}`` in the order of ``curves``'
+            points, written beside each point (``B=64``) so spent and nominal tokens are
+            both visible.
 
     Returns:
         The path written.
@@ -85,27 +145,9 @@ def plot_accuracy_vs_tokens(
     Raises:
         ValueError: no curves, an empty series, non-numeric or non-finite values.
     """
-    if not curves:
-        raise ValueError("no curves to plot")
-    data = {str(k): _xy(str(k), v) for k, v in curves.items()}
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, (xs, ys) in data.items():
-        order = sorted(range(len(xs)), key=xs.__getitem__)
-        ax.plot([xs[i] for i in order], [ys[i] for i in order], marker="o", label=name)
-    for label, acc in (baselines or {}).items():
-        ax.axhline(float(acc), linestyle="--", linewidth=1, color="gray")
-        ax.annotate(str(label), (0.01, float(acc)), xycoords=("axes fraction", "data"),
-                    fontsize=8, color="gray", va="bottom")
-    if log_x and all(x > 0 for xs, _ in data.values() for x in xs):
-        ax.set_xscale("log")
-    ax.set_xlabel("generated tokens per problem")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return _save(fig, plt, path)
+    fig = accuracy_vs_tokens_figure(curves, title=title, baselines=baselines, log_x=log_x,
+                                    budgets=budgets)
+    return _save(fig, _pyplot(), path)
 
 
 def plot_learning_curves(
@@ -166,3 +208,63 @@ def plot_learning_curves(
     ax.legend(handles, labels, fontsize=8)
     ax.set_title(title)
     return _save(fig, plt, path)
+
+
+def smooth(values: Any, window: int | None = None) -> list[float]:
+    """A centred moving average of ``values`` (window: about a tenth of the series, odd,
+    at least 1); the ends average what they have."""
+    v = [float(x) for x in values]
+    if not v:
+        return []
+    w = window if window is not None else max(1, len(v) // 10)
+    half = max(0, int(w) // 2)
+    return [sum(v[max(0, i - half):i + half + 1]) / len(v[max(0, i - half):i + half + 1])
+            for i in range(len(v))]
+
+
+def loss_and_rounds_figure(losses: Any, rounds: Mapping[str, Any], *,
+                           title: str = "training", loss_label: str = "training loss",
+                           round_label: str = "greedy accuracy") -> Any:
+    """Two panels: a loss per optimizer step (raw, faint, and smoothed) and a metric per
+    round (e.g. greedy accuracy before and after each ReST round), each on its own x-axis.
+    The caller closes the figure."""
+    ys = [float(x) for x in losses]
+    if not ys or not all(math.isfinite(y) for y in ys):
+        raise ValueError("losses must be a non-empty sequence of finite numbers")
+    pts = {str(k): _xy(str(k), v) for k, v in rounds.items()}
+    if not pts:
+        raise ValueError("no per-round series to plot")
+    plt = _pyplot()
+    from matplotlib import ticker
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(range(len(ys)), ys, color="C0", alpha=0.3, linewidth=0.8, label="raw")
+    ax1.plot(range(len(ys)), smooth(ys), color="C0", linewidth=2, label="smoothed")
+    ax1.set_xlabel("optimizer step")
+    ax1.set_ylabel(loss_label)
+    ax1.grid(True, alpha=0.3)
+    ax1.legend(fontsize=8)
+    ax1.set_title(loss_label)
+    for i, (name, (xs, vs)) in enumerate(pts.items()):
+        ax2.plot(xs, vs, marker="o", color=f"C{i + 1}", label=name)
+        for x, y in zip(xs, vs):
+            ax2.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(4, 4),
+                         fontsize=8)
+    ax2.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax2.set_xlabel("round (0: before training)")
+    ax2.set_ylabel(round_label)
+    ax2.grid(True, alpha=0.3)
+    ax2.legend(fontsize=8)
+    ax2.set_title(round_label)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_loss_and_rounds(losses: Any, rounds: Mapping[str, Any],
+                         path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Save :func:`loss_and_rounds_figure` as a PNG (parents created); returns the path.
+
+    Raises:
+        ValueError: no losses, non-finite values, no per-round series.
+    """
+    return _save(loss_and_rounds_figure(losses, rounds, **kwargs), _pyplot(), path)
