@@ -145,7 +145,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         num_pages=args.num_pages, kv_memory=args.kv_memory, threads=args.threads,
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
         tree_html=args.tree_html, seed=args.seed, progress=not args.no_progress,
-        hard_budget=args.hard_budget)
+        hard_budget=args.hard_budget, num_samples=args.num_samples,
+        beam_width=args.beam_width, num_simulations=args.num_simulations,
+        num_children=args.num_children)
     out = run_search(config, echo=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(out, default=str))
@@ -333,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write one JSON line per problem to this file, as problems finish")
     ps.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     ps.add_argument("--batch", type=int, default=8, help="problems searched together")
+    for flag, what in (("--num-samples", "best_of_n: completions per problem"),
+                       ("--beam-width", "beam, dvts: beams kept per step"),
+                       ("--num-simulations", "mcts: leaf expansions per problem at most"),
+                       ("--num-children", "mcts: steps sampled per expansion")):
+        ps.add_argument(flag, type=int, default=None,
+                        help=f"{what} (default: the preset sized from --budget)")
     ps.add_argument("--hard-budget", action="store_true",
                     help="never generate past --budget: the last requests are shortened to "
                          "fit (default: a round that starts under the budget runs whole)")

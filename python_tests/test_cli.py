@@ -442,3 +442,23 @@ def test_config_file_sets_options_and_the_command_line_wins(capsys, tmp_path):
         assert_usage_error(code, err, needle)
     code, _, err = run_cli(capsys, "search", "--config", str(tmp_path / "none.json"))
     assert_usage_error(code, err, "no file")
+
+
+def test_per_method_size_flags_reach_the_algorithm(capsys):
+    import json
+
+    code, out, err = run_cli(capsys, "search", "--algo", "best_of_n", "--num-samples", "3",
+                             "--budget", "400", "--problems", "2", "--no-progress", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["algorithm_config"]["n"] == 3
+    code, out, err = run_cli(capsys, "search", "--algo", "mcts", "--num-simulations", "2",
+                             "--num-children", "2", "--budget", "400", "--problems", "2",
+                             "--no-progress", "--json")
+    assert code == 0, err
+    cfg = json.loads(out)["algorithm_config"]
+    assert (cfg["num_simulations"], cfg["num_children"]) == (2, 2)
+    code, _, err = run_cli(capsys, "search", "--algo", "mcts", "--beam-width", "2")
+    assert_usage_error(code, err, "--beam-width applies to beam and dvts")
+    code, _, err = run_cli(capsys, "search", "--algo", "beam", "--beam-width", "0")
+    assert_usage_error(code, err, "--beam-width must be an integer >= 1")

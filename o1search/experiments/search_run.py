@@ -37,8 +37,8 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
                   top_p: float = 1.0, top_k: int = 0,
                   step_delimiter: str = "\n", final_markers: Sequence[str] = (),
                   completion_tokens: int | None = None, has_evaluator: bool | None = None,
-                  system_prompt: str | None = None, hard_budget: bool = False
-                  ) -> dict[str, Any]:
+                  system_prompt: str | None = None, hard_budget: bool = False,
+                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """One method at one budget on ``problems``: results, accuracy, tokens, seconds
     (``hard_budget``: no problem generates past ``budget``)."""
     from o1search.policy import encode_prompt
@@ -60,10 +60,13 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
     algo = make_algorithm(name, budget, max_new_tokens=max_new_tokens, has_prm=has_prm,
                           has_evaluator=has_evaluator, temperature=temperature, top_p=top_p,
                           top_k=top_k, **sizing)
+    changes = dict(overrides or {})
     if hard_budget and getattr(algo.config, "token_budget", None) is not None:
+        changes["hard_budget"] = True
+    if changes:
         import dataclasses
 
-        algo = type(algo)(dataclasses.replace(algo.config, hard_budget=True))
+        algo = type(algo)(dataclasses.replace(algo.config, **changes))
     engine.flush_cache()  # every method starts cold: wall times compare fairly
     t0 = time.perf_counter()
     search = Search(algo, sps, gen, None if name == "greedy" else evaluator, decoder=decode,
@@ -90,11 +93,27 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
         "results": results,
         "correct": correct,
         "reasons": reasons,
+        "algorithm_config": _config_dict(algo.config),
     }
+
+
+def _config_dict(cfg: Any) -> dict[str, Any] | None:
+    """The algorithm's config as JSON-able data (None for greedy's)."""
+    if not dataclasses.is_dataclass(cfg):
+        return None
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
 #: ``--dtype`` names and the torch dtypes they load.
 DTYPES = ("float32", "bfloat16", "float16")
+
+#: Per-method size options: SearchRunConfig field -> (algorithm config field, methods).
+SIZE_OPTIONS = {
+    "num_samples": ("n", ("best_of_n",)),
+    "beam_width": ("width", ("beam", "dvts")),
+    "num_simulations": ("num_simulations", ("mcts",)),
+    "num_children": ("num_children", ("mcts",)),
+}
 
 #: How a chat model's steps are cut: at a blank line.
 CHAT_STEP_DELIMITER = "\n\n"
@@ -144,9 +163,31 @@ class SearchRunConfig:
     top_k: int = _f(0, "sample among the k most likely tokens (0: all)")
     seed: int = _f(0, "seed")
     progress: bool = _f(True, "progress bar")
+    num_samples: int | None = _f(None, "best_of_n: completions per problem (None: sized from "
+                                       "the budget)")
+    beam_width: int | None = _f(None, "beam, dvts: beams kept per step (None: the preset)")
+    num_simulations: int | None = _f(None, "mcts: leaf expansions per problem at most "
+                                           "(None: sized from the budget)")
+    num_children: int | None = _f(None, "mcts: steps sampled per expansion (None: the preset)")
+
+    def size_overrides(self) -> dict[str, int]:
+        """The algorithm-config fields the per-method size options set."""
+        return {SIZE_OPTIONS[k][0]: getattr(self, k) for k in SIZE_OPTIONS
+                if getattr(self, k) is not None}
 
     def __post_init__(self) -> None:
         from o1search.search import SamplingConfig
+
+        for k, (_, methods) in SIZE_OPTIONS.items():
+            v = getattr(self, k)
+            if v is None:
+                continue
+            flag = "--" + k.replace("_", "-")
+            if self.algo not in methods:
+                raise ValueError(f"{flag} applies to {' and '.join(methods)}, not to "
+                                 f"--algo {self.algo}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{flag} must be an integer >= 1, got {v!r}")
 
         SamplingConfig(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         if self.algo not in ALGORITHMS:
@@ -297,7 +338,8 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
                     final_markers=CHAT_FINAL_MARKERS if chat else (),
                     step_delimiter=delimiter, completion_tokens=completion,
                     system_prompt=config.system_prompt, temperature=config.temperature,
-                    top_p=config.top_p, top_k=config.top_k, hard_budget=config.hard_budget)
+                    top_p=config.top_p, top_k=config.top_k, hard_budget=config.hard_budget,
+                    overrides=config.size_overrides())
             seconds += row["seconds"]
             if first_result is None:
                 first_result = (row["results"][0], row["correct"][0])
@@ -335,6 +377,7 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
                     "seconds": round(seconds, 2), "problems": n,
                     "evaluator": "prm" if config.prm else "verifier (oracle)"},
         "resources": dataclasses.asdict(plan),
+        "algorithm_config": rows[0]["algorithm_config"] if rows else None,
         "tree_html": tree_file,
         "out": config.out,
     }
