@@ -240,7 +240,10 @@ def run_demo(config: DemoConfig, *, echo: Callable[[str], None] | None = print) 
             f"verified solutions, {int(m['sft_steps'])} SFT steps):\n"
             f"  greedy accuracy on {len(rest.eval_problems)} held-out problems: "
             f"{rest.accuracy_before:.3f} -> {rest.accuracy_after:.3f} "
-            f"({rest.accuracy_after - rest.accuracy_before:+.3f})")
+            f"({rest.accuracy_after - rest.accuracy_before:+.3f})"
+            + ("" if len(rest.eval_problems) == len(eval_problems) else
+               f"\n  (a different set from the search table's {len(eval_problems)} problems, "
+               "so its greedy baseline differs from the table's)"))
 
         # 6. Outputs
         t0 = stage("outputs")
