@@ -33,7 +33,6 @@ from o1search.search import (
     SearchProblem,
     SearchResult,
     VerifierEvaluator,
-    derive_seed,
     task_answer_fn,
 )
 from o1search.search.best_of_n import BestOfN
@@ -67,8 +66,8 @@ def _generator_of(engine_or_generator: Any, tokenizer: Any, step_delimiter: str,
 def prepare_problems(task: Any, problems: Sequence[Any], tokenizer: Any = None, *,
                      seed: int = 0) -> list[SearchProblem]:
     """Search problems for ``problems``: already-built :class:`SearchProblem` s pass through;
-    task problems have their prompt encoded once, exactly as the policy was trained
-    (:func:`o1search.policy.encode_prompt`), and a seed derived from ``seed`` and their id.
+    task problems go through :func:`o1search.search.adapters.problems_from_task` (the prompt
+    encoded once, as the policy was trained; a seed derived from ``seed`` and their id).
 
     Parameters
     ----------
@@ -99,11 +98,11 @@ def prepare_problems(task: Any, problems: Sequence[Any], tokenizer: Any = None, 
     if tokenizer is None:
         raise ValueError("task problems need a tokenizer to encode their prompts (or pass "
                          "SearchProblem objects)")
-    from o1search.policy import encode_prompt
+    from o1search.search.adapters import problems_from_task
 
-    return [SearchProblem(tuple(encode_prompt(tokenizer, task.prompt(p))), p,
-                          derive_seed(seed, str(getattr(p, "id", repr(p)))))
-            for p in problems]
+    # One way to turn task problems into search problems (chat template and chat prompt
+    # for a chat model, the tokenizer's own special tokens otherwise), the one search uses.
+    return problems_from_task(task, problems, tokenizer, seed=seed)
 
 
 def _decoder_of(generator: Any, decoder: Any) -> Any:
