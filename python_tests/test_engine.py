@@ -563,7 +563,7 @@ def test_bad_input_and_no_leaks():
                                       StopRule(max_new_tokens=60))])
     check_pages(eng)
     # A failure in the middle of decoding (bad logits from a broken sampler) also releases all.
-    import o1search.engine.scheduler as engine_mod  # the paged decode samples here
+    import o1search.engine.sequences as engine_mod  # the paged decode samples here
 
     real = engine_mod.sample_tokens
     calls = {"n": 0}

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from o1search.engine.requests import EngineStats, Sample, ScoreResult
-from o1search.engine.sampling import sample_tokens
-from o1search.engine.sequences import _exclusion_bias, _finish_reason, _Group, _Seq
+from o1search.engine.sequences import _Group, _Seq, sample_and_append
 
 __all__: list[str] = []
 
@@ -119,23 +118,12 @@ class GenericFallback:
 
     def _sample_generic(self, logits: torch.Tensor, seqs: list[_Seq], call: EngineStats
                         ) -> None:
-        params = [s.group.req.sampling for s in seqs]
-        keys = [(s.group.seed, s.index, len(s.gen)) for s in seqs]
-        tokens, logp, raw = sample_tokens(logits, params, keys, _exclusion_bias(seqs))
-        call.generated_tokens += len(seqs)
-        for s, t, lp, rl in zip(seqs, tokens.tolist(), logp.tolist(), raw.tolist(),
-                                strict=True):
-            s.gen.append(t)
-            s.tokens.append(t)
-            s.logprobs.append(lp)
-            s.raw.append(rl)
-            reason = _finish_reason(s.gen, s.group, self.eos_token_ids)
-            if reason is not None:
-                s.done = True
-                s.unstored = True
-                s.group.results[s.index] = Sample(tokens=s.gen, logprobs=s.logprobs,
-                                                  raw_logprobs=s.raw, finish_reason=reason,
-                                                  index=s.index)
+        for s, reason in sample_and_append(logits, seqs, call, self.eos_token_ids):
+            s.done = True
+            s.unstored = True
+            s.group.results[s.index] = Sample(tokens=s.gen, logprobs=s.logprobs,
+                                              raw_logprobs=s.raw, finish_reason=reason,
+                                              index=s.index)
 
     def _store_finished(self, seqs: list[_Seq], cache: Any) -> None:
         layers = None

@@ -20,8 +20,7 @@ import torch
 
 from o1search._native import InternalError, OutOfPagesError
 from o1search.engine.requests import EngineStats, Sample, ScoreResult
-from o1search.engine.sampling import sample_tokens
-from o1search.engine.sequences import _exclusion_bias, _finish_reason, _Group, _Seq
+from o1search.engine.sequences import _Group, _Seq, sample_and_append
 
 __all__: list[str] = []
 
@@ -168,19 +167,8 @@ class PagedScheduling:
 
     def _sample_and_advance(self, logits: torch.Tensor, seqs: list[_Seq],
                             call: EngineStats) -> None:
-        params = [s.group.req.sampling for s in seqs]
-        keys = [(s.group.seed, s.index, len(s.gen)) for s in seqs]
-        tokens, logp, raw = sample_tokens(logits, params, keys, _exclusion_bias(seqs))
-        tokens, logp, raw = tokens.tolist(), logp.tolist(), raw.tolist()
-        call.generated_tokens += len(seqs)
-        for s, t, lp, rl in zip(seqs, tokens, logp, raw, strict=True):
-            s.gen.append(t)
-            s.tokens.append(t)
-            s.logprobs.append(lp)
-            s.raw.append(rl)
-            reason = _finish_reason(s.gen, s.group, self.eos_token_ids)
-            if reason is not None:
-                self._finish(s, reason)
+        for s, reason in sample_and_append(logits, seqs, call, self.eos_token_ids):
+            self._finish(s, reason)
 
     def _finish(self, s: _Seq, reason: str) -> None:
         g = s.group

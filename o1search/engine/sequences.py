@@ -8,6 +8,7 @@ from typing import Any
 
 from o1search._tokens import ends_with_text as _ends_text
 from o1search.engine.requests import ExpandRequest, Sample
+from o1search.engine.sampling import sample_tokens
 
 
 def _exclusion_bias(seqs: Sequence[Any]) -> list[dict[int, float] | None] | None:
@@ -80,3 +81,24 @@ def _finish_reason(gen: list[int], g: _Group, eos: frozenset[int]) -> str | None
     if len(gen) >= g.max_new:
         return "length"
     return None
+
+
+def sample_and_append(logits: Any, seqs: list[_Seq], call: Any, eos: frozenset[int]
+                      ) -> list[tuple[_Seq, str]]:
+    """Draw each sequence's next token from its row of ``logits`` ``[B, V]`` (its request's
+    sampling, its own random stream, excluded steps biased away), append it, and return the
+    sequences that finished with it and why. Shared by the paged scheduler and the fallback."""
+    params = [s.group.req.sampling for s in seqs]
+    keys = [(s.group.seed, s.index, len(s.gen)) for s in seqs]
+    tokens, logp, raw = sample_tokens(logits, params, keys, _exclusion_bias(seqs))
+    call.generated_tokens += len(seqs)
+    finished = []
+    for s, t, lp, rl in zip(seqs, tokens.tolist(), logp.tolist(), raw.tolist(), strict=True):
+        s.gen.append(t)
+        s.tokens.append(t)
+        s.logprobs.append(lp)
+        s.raw.append(rl)
+        reason = _finish_reason(s.gen, s.group, eos)
+        if reason is not None:
+            finished.append((s, reason))
+    return finished
