@@ -462,3 +462,24 @@ def test_per_method_size_flags_reach_the_algorithm(capsys):
     assert_usage_error(code, err, "--beam-width applies to beam and dvts")
     code, _, err = run_cli(capsys, "search", "--algo", "beam", "--beam-width", "0")
     assert_usage_error(code, err, "--beam-width must be an integer >= 1")
+
+
+def test_search_defaults_are_the_benchmarked_configuration(capsys):
+    """`o1search search` runs what bench_search measured (exact-verifier MCTS: widening,
+    stop at a verified answer); `--preset cli` keeps the older budget-derived sizing."""
+    import json
+
+    from o1search.experiments.presets import method_config
+
+    code, out, err = run_cli(capsys, "search", "--budget", "128", "--problems", "2",
+                             "--no-progress", "--json")
+    assert code == 0, err
+    got = json.loads(out)["algorithm_config"]
+    want = method_config("mcts", 128, completion_tokens=32.0, exact_verifier=True,
+                         max_completion_tokens=96)
+    assert (got["widening"], got["stop_at_reward"], got["num_children"]) == (
+        want.widening, want.stop_at_reward, want.num_children)
+    code, out, err = run_cli(capsys, "search", "--budget", "128", "--problems", "2",
+                             "--preset", "cli", "--no-progress", "--json")
+    assert code == 0, err
+    assert json.loads(out)["algorithm_config"]["widening"] == 0

@@ -13,7 +13,7 @@ from typing import Any
 
 from o1search.experiments.options import check_budget
 from o1search.experiments.options import help_field as _f
-from o1search.experiments.presets import ALGORITHMS, make_algorithm
+from o1search.experiments.presets import ALGORITHMS, COMPLETION_TOKENS, make_algorithm
 from o1search.experiments.task_setup import load_task, warn_unrepresentable
 
 __all__ = ["SearchRunConfig", "run_rounds", "run_search", "search_method"]
@@ -38,7 +38,8 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
                   step_delimiter: str = "\n", final_markers: Sequence[str] = (),
                   completion_tokens: int | None = None, has_evaluator: bool | None = None,
                   system_prompt: str | None = None, hard_budget: bool = False,
-                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                  overrides: dict[str, Any] | None = None, preset: str = "cli"
+                  ) -> dict[str, Any]:
     """One method at one budget on ``problems``: results, accuracy, tokens, seconds
     (``hard_budget``: no problem generates past ``budget``)."""
     from o1search.policy import encode_prompt
@@ -57,9 +58,24 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
     gen = EngineGenerator(engine, tokenizer, step_delimiter=step_delimiter,
                           final_prefix=final_prefix, final_markers=final_markers)
     sizing = {} if completion_tokens is None else {"completion_tokens": completion_tokens}
-    algo = make_algorithm(name, budget, max_new_tokens=max_new_tokens, has_prm=has_prm,
-                          has_evaluator=has_evaluator, temperature=temperature, top_p=top_p,
-                          top_k=top_k, **sizing)
+    if preset == "benchmark" and name != "greedy":
+        # The configuration benchmarks/bench_search.py measured: method_config, with the
+        # exact-verifier MCTS when the verifier guides and PRM step values when a PRM does.
+        from o1search.experiments.presets import algorithm_for, method_config
+        from o1search.search import SamplingConfig
+
+        cfg = method_config(
+            name, budget, completion_tokens=float(completion_tokens or COMPLETION_TOKENS),
+            has_evaluator=True if has_evaluator is None else has_evaluator,
+            sampling=SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k),
+            max_completion_tokens=max_new_tokens,
+            **({"value_source": "evaluator"} if name == "mcts" and has_prm else
+               {"exact_verifier": True} if name == "mcts" else {}))
+        algo = algorithm_for(cfg)
+    else:
+        algo = make_algorithm(name, budget, max_new_tokens=max_new_tokens, has_prm=has_prm,
+                              has_evaluator=has_evaluator, temperature=temperature, top_p=top_p,
+                              top_k=top_k, **sizing)
     changes = dict(overrides or {})
     if hard_budget and getattr(algo.config, "token_budget", None) is not None:
         changes["hard_budget"] = True
@@ -169,6 +185,9 @@ class SearchRunConfig:
     num_simulations: int | None = _f(None, "mcts: leaf expansions per problem at most "
                                            "(None: sized from the budget)")
     num_children: int | None = _f(None, "mcts: steps sampled per expansion (None: the preset)")
+    preset: str = _f("benchmark", "'benchmark': the configuration benchmarks/bench_search.py "
+                                  "measured (exact-verifier MCTS with widening when the "
+                                  "verifier guides); 'cli': the older sizing from the budget")
 
     def size_overrides(self) -> dict[str, int]:
         """The algorithm-config fields the per-method size options set."""
@@ -178,6 +197,8 @@ class SearchRunConfig:
     def __post_init__(self) -> None:
         from o1search.search import SamplingConfig
 
+        if self.preset not in ("cli", "benchmark"):
+            raise ValueError(f"preset must be 'cli' or 'benchmark', got {self.preset!r}")
         for k, (_, methods) in SIZE_OPTIONS.items():
             v = getattr(self, k)
             if v is None:
@@ -339,7 +360,7 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
                     step_delimiter=delimiter, completion_tokens=completion,
                     system_prompt=config.system_prompt, temperature=config.temperature,
                     top_p=config.top_p, top_k=config.top_k, hard_budget=config.hard_budget,
-                    overrides=config.size_overrides())
+                    overrides=config.size_overrides(), preset=config.preset)
             seconds += row["seconds"]
             if first_result is None:
                 first_result = (row["results"][0], row["correct"][0])
