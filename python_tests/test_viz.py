@@ -305,3 +305,29 @@ def test_loss_and_rounds_are_two_panels_with_a_smoothed_loss():
     assert smooth([1.0, 3.0, 1.0, 3.0], window=3) == [2.0, 5 / 3, 7 / 3, 2.0]
     with pytest.raises(ValueError, match="finite"):
         loss_and_rounds_figure([], {"a": [(0, 1.0)]})
+
+
+def test_viewer_marks_the_false_step_and_draws_visits_as_bars():
+    from o1search.experiments.search_run import false_step_of
+    from o1search.viz import render_tree_html
+
+    t = SearchTree([1, 2])
+    a, b = (int(x) for x in t.add_children(0, [[5], [6]], [0.5, 0.5]))
+    (c,) = (int(x) for x in t.add_children(a, [[7]], [1.0]))
+    t.backup([c], [0.0])
+    t.backup([b], [1.0])
+    t.backup([b], [1.0])
+    names = {5: "3+4=7", 6: "2*3=6", 7: "12+56=89"}
+    reason = "wrong step 12+56=89 is not corrected"
+    assert false_step_of(reason) == "12+56=89"
+    assert false_step_of("step 2 (12+56) must be one operation a op b") == "12+56"
+    assert false_step_of("reaches the target with valid steps") is None
+    page = render_tree_html(t, decode=lambda ids: " ".join(names.get(i, str(i)) for i in ids),
+                            chosen=c, mark=false_step_of(reason), meta={"verifier says": reason})
+    marked = re.findall(r'<details class="([^"]*)" data-node="(\d+)"', page)
+    assert [int(n) for cls, n in marked if "false-step" in cls] == [c]  # only that node
+    assert "verifier says" in page and "12+56=89 is not corrected" in page
+    bars = dict(re.findall(r'data-node="(\d+)"[^>]*><summary[^>]*><span class="bar" '
+                           r'style="width:(\d+)px', page))
+    assert int(bars[str(b)]) > int(bars[str(c)])  # visited twice vs once: a wider bar
+    assert "hsl(120," in page and "hsl(0," in page  # value 1 green, value 0 red

@@ -42,6 +42,7 @@ def write_figures(work: Path, rows: Sequence[dict[str, Any]], tree_row: dict[str
     """``accuracy_vs_tokens.png``, ``learning_curves.png`` and (when ``tree_row`` is given)
     ``tree.html`` of its largest tree, written into ``work``. Returns their paths by name
     (``plot``, ``learning_plot``, ``tree_html``)."""
+    from o1search.experiments.search_run import false_step_of
     from o1search.viz import write_tree_html
     from o1search.viz.plots import plot_accuracy_vs_tokens, plot_loss_and_rounds
 
@@ -74,8 +75,10 @@ def write_figures(work: Path, rows: Sequence[dict[str, Any]], tree_row: dict[str
             title=f"o1search {tree_row['method']} tree — {prob.id}",
             meta={"problem": prob.question, "reference answer": prob.answer,
                   "search answer": res.answer, "correct": tree_row["correct"][k],
+                  "verifier says": tree_row["reasons"][k] or "-",
                   "method": tree_row["method"], "token budget": tree_row["budget"],
-                  "generated tokens": res.compute.generated_tokens})
+                  "generated tokens": res.compute.generated_tokens},
+            mark=None if tree_row["correct"][k] else false_step_of(tree_row["reasons"][k]))
     return files
 
 

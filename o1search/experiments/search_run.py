@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,6 +112,16 @@ def search_method(name: str, budget: int | None, problems: Sequence[Any], task: 
         "reasons": reasons,
         "algorithm_config": _config_dict(algo.config),
     }
+
+
+_FALSE_STEP = re.compile(r"wrong step (\S+)|step \d+ \(([^)]*)\)")
+
+
+def false_step_of(reason: str | None) -> str | None:
+    """The step a verifier's reason names as false (``"wrong step 12+56=89 is not
+    corrected"`` -> ``"12+56=89"``), for the tree viewer to mark; None when it names none."""
+    m = _FALSE_STEP.search(reason or "")
+    return None if m is None else (m.group(1) or m.group(2))
 
 
 def _config_dict(cfg: Any) -> dict[str, Any] | None:
@@ -363,7 +374,7 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
                     overrides=config.size_overrides(), preset=config.preset)
             seconds += row["seconds"]
             if first_result is None:
-                first_result = (row["results"][0], row["correct"][0])
+                first_result = (row["results"][0], row["correct"][0], row["reasons"][0])
             rows.append(row)
             for p, r, ok, why in zip(chunk, row["results"], row["correct"], row["reasons"]):
                 line = {"id": p.id, "question": p.question, "reference": p.answer,
@@ -382,12 +393,13 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
     if config.tree_html and first_result is not None:
         from o1search.viz import write_tree_html
 
-        r0, ok0 = first_result
+        r0, ok0, why0 = first_result
         tree_file = str(write_tree_html(
             config.tree_html, r0.tree, decode=make_decoder(tok), chosen=r0.node,
             title=f"o1search {config.algo} tree: {problems[0].id}",
             meta={"question": problems[0].question, "answer": r0.answer,
-                  "correct": ok0, "algorithm": config.algo}))
+                  "correct": ok0, "verifier says": why0 or "-", "algorithm": config.algo},
+            mark=None if ok0 else false_step_of(why0)))
     n = len(out_problems)
     return {
         "config": dataclasses.asdict(config),

@@ -45,6 +45,9 @@ body.show-ids .ids{display:inline}
 .terminal>summary .stats::after{content:" [terminal]";color:#a33}
 .ok>summary .stats::after{content:" [terminal, reward 1]";color:#1a7f37}
 .truncated{color:#a33;font-style:italic}
+.bar{display:inline-block;height:.7em;border-radius:2px;margin-right:.4em;vertical-align:middle}
+.false-step>summary .step{background:#ffe3e3;border-color:#d33;text-decoration:underline wavy #d33}
+.false-step>summary::after{content:" \2717 the verifier's false step";color:#c00;font-size:.8em}
 body.chosen-only details:not(.chosen){display:none}
 """
 
@@ -127,6 +130,7 @@ def render_tree_html(
     meta: Mapping[str, Any] | None = None,
     open_depth: int = 1,
     max_nodes: int = 20000,
+    mark: str | None = None,
 ) -> str:
     """A self-contained HTML page showing a search tree.
 
@@ -144,6 +148,11 @@ def render_tree_html(
         open_depth: subtrees down to this depth start open (the chosen path always does).
         max_nodes: render at most this many nodes (depth-first); the page says when it
             stopped early.
+        mark: text of a step the verifier found false (e.g. ``"12+56=89"`` from its
+            reason): nodes of the chosen path whose step contains it are marked in red.
+
+    Each node also shows its visits as a bar (width relative to the most visited node) whose
+    colour is its value (red 0 -> green 1).
 
     Returns:
         The HTML document as a string (UTF-8, no external URLs).
@@ -172,6 +181,7 @@ def render_tree_html(
 
     out: list[str] = []
     esc = html.escape
+    most = max([float(n.get("visits", 0) or 0) for n in nodes] + [1.0])
     # Depth-first, iteratively (trees can be deeper than Python's recursion limit). A stack
     # entry is a node id, or a closing marker (-1) for a <details> opened earlier.
     stack: list[int] = [root]
@@ -195,9 +205,16 @@ def render_tree_html(
             classes.append("chosen")
         if n.get("terminal"):
             classes.append("ok" if float(n.get("reward", 0.0)) >= 1.0 else "terminal")
+        step = text_of(n["tokens"])
+        if mark and nid in highlight and nid != root and mark in step:
+            classes.append("false-step")
         is_open = nid in highlight or int(n.get("depth", 0)) < open_depth
         label = "prompt" if nid == root else f"#{nid}"
-        step = text_of(n["tokens"])
+        visits = float(n.get("visits", 0) or 0)
+        value = min(1.0, max(0.0, float(n.get("value", 0.0) or 0.0)))
+        bar = (f'<span class="bar" style="width:{max(2, round(60 * visits / most))}px;'
+               f'background:hsl({round(120 * value)},65%,45%)" '
+               f'title="visits {_fmt(visits)}, value {_fmt(value)}"></span>')
         stats = (f"{label} · visits {_fmt(n.get('visits', 0))} · value {_fmt(n.get('value', 0.0))}"
                  f" · reward {_fmt(n.get('reward', 0.0))} · prior {_fmt(n.get('prior', 0.0))}"
                  f" · {len(kids)} children")
@@ -205,7 +222,7 @@ def render_tree_html(
         out.append(
             f'<details class="{" ".join(classes)}" data-node="{nid}"'
             f'{" open" if is_open else ""}>'
-            f'<summary{"" if kids else " class=leaf"}><span class="step">{esc(step)}</span>'
+            f'<summary{"" if kids else " class=leaf"}>{bar}<span class="step">{esc(step)}</span>'
             f'<span class="stats">{esc(stats)}</span>'
             f'<span class="ids">[{esc(ids)}]</span></summary>'
         )
