@@ -178,7 +178,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         question_field=args.question_field, answer_field=args.answer_field,
         solution_field=args.solution_field, seed=args.seed, progress=not args.no_progress,
         overwrite=args.overwrite, resume=args.resume, num_pages=args.num_pages,
-        kv_memory=args.kv_memory, threads=args.threads, dtype=args.dtype)
+        kv_memory=args.kv_memory, threads=args.threads, dtype=args.dtype,
+        metrics_file=args.metrics_file, logging_steps=args.logging_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps)
     out = run_train(config)
     b, a = out["greedy_accuracy_before"], out["greedy_accuracy_after"]
     if b is not None:
@@ -392,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--solution-field", default=None, help="JSONL step-by-step solution field")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--no-progress", action="store_true")
+    pt.add_argument("--metrics-file", default=None,
+                    help="JSONL of training metrics: a row per logged SFT step, ReST round, "
+                         "GRPO step (outside --out)")
+    pt.add_argument("--logging-steps", type=int, default=10,
+                    help="SFT optimizer steps between metric rows")
+    pt.add_argument("--gradient-accumulation-steps", type=int, default=1,
+                    help="SFT micro-batches per optimizer step")
     pt.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                     help="weights, optimizer state and KV dtype (bfloat16/float16 halve memory)")
     pt.add_argument("--num-pages", type=int, default=None,

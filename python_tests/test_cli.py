@@ -483,3 +483,26 @@ def test_search_defaults_are_the_benchmarked_configuration(capsys):
                              "--preset", "cli", "--no-progress", "--json")
     assert code == 0, err
     assert json.loads(out)["algorithm_config"]["widening"] == 0
+
+
+def test_train_writes_a_metrics_file_row_by_row(capsys, tmp_path):
+    import json
+
+    mf = tmp_path / "logs" / "metrics.jsonl"
+    code, _, err = run_cli(capsys, "train", "--algo", "sft", "--steps", "6", "--problems", "16",
+                           "--eval-problems", "4", "--logging-steps", "2",
+                           "--gradient-accumulation-steps", "2", "--metrics-file", str(mf),
+                           "--no-progress", "--out", str(tmp_path / "ck"))
+    assert code == 0, err
+    rows = [json.loads(x) for x in mf.read_text().splitlines()]
+    steps = [r for r in rows if r.get("phase") == "sft" and "loss" in r]
+    assert [r["step"] for r in steps] == [2, 4, 6]  # every --logging-steps optimizer steps
+    assert all(r["loss"] > 0 and "lr" in r for r in steps)
+    assert rows[-1]["event"] == "end" and "greedy_accuracy_after" in rows[-1]
+    # An existing file is not replaced without --overwrite; the metrics never go inside --out.
+    code, _, err = run_cli(capsys, "train", "--algo", "sft", "--metrics-file", str(mf),
+                           "--out", str(tmp_path / "ck2"))
+    assert_usage_error(code, err, "exists")
+    code, _, err = run_cli(capsys, "train", "--algo", "sft", "--metrics-file",
+                           str(tmp_path / "ck3" / "m.jsonl"), "--out", str(tmp_path / "ck3"))
+    assert_usage_error(code, err, "inside --out")

@@ -58,6 +58,10 @@ class TrainRunConfig:
     threads: int | None = _f(None, "torch CPU threads (None: half the CPUs, at least 1)")
     dtype: str = _f("float32", "weights, optimizer state and KV dtype: float32, bfloat16 "
                                "(half the memory; no float32 master copy) or float16")
+    metrics_file: str | None = _f(None, "JSONL of training metrics, one row per logged SFT "
+                                        "step / ReST round / GRPO step (outside --out)")
+    logging_steps: int = _f(10, "SFT optimizer steps between metric rows")
+    gradient_accumulation_steps: int = _f(1, "SFT micro-batches per optimizer step")
 
     def __post_init__(self) -> None:
         if self.algo not in TRAIN_ALGORITHMS:
@@ -74,11 +78,61 @@ class TrainRunConfig:
             raise ValueError("grpo needs samples >= 2 (a group baseline)")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("logging_steps", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.metrics_file is not None:
+            m, o = Path(self.metrics_file).resolve(), Path(self.out).resolve()
+            if m == o or o in m.parents:
+                raise ValueError(f"--metrics-file {self.metrics_file!r} lies inside --out "
+                                 f"{self.out!r}, which is replaced as a whole; put it beside")
+            if m.is_dir():
+                raise ValueError(f"--metrics-file {self.metrics_file!r} is a folder")
+            if m.exists() and not (self.overwrite or self.resume):
+                raise ValueError(f"--metrics-file {self.metrics_file!r} exists; pass "
+                                 "--overwrite to replace it (or --resume to append)")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.resume and self.algo != "rest":
             raise ValueError("--resume continues a ReST run (--algo rest); sft and grpo "
                              "write one checkpoint at the end")
+
+
+class _MetricsFile:
+    """The run's metrics JSONL: rows appended as training goes (flushed each row)."""
+
+    def __init__(self, path: str | None, append: bool) -> None:
+        self.path = None if path is None else Path(path)
+        self.sft_log: str | None = None
+        if self.path is not None:
+            import tempfile
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not append:
+                self.path.write_text("", encoding="utf-8")
+            self._tmp = tempfile.mkdtemp(prefix="o1search-sft-log-")
+            self.sft_log = os.path.join(self._tmp, "sft.jsonl")
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def take_sft(self, **tags: Any) -> None:
+        """Move the SFT trainer's own rows (one per logged step) in, tagged."""
+        if self.sft_log is None or not os.path.exists(self.sft_log):
+            return
+        with open(self.sft_log, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    self.write({"phase": "sft", **tags, **json.loads(line)})
+        os.remove(self.sft_log)
+
+    def close(self) -> None:
+        if self.path is not None:
+            import shutil
+
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = print
@@ -103,10 +157,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     from o1search.outputs import (
         LATEST_FILE,
         OutputPathError,
-        atomic_output_dir,
         check_output_dir,
-        record_entries,
-        set_latest,
     )
 
     # The output is checked before any work: a bad --out must not cost a training run.
@@ -118,7 +169,6 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
             "to a new folder so the input stays to compare against (or pass --overwrite)")
     import torch
 
-    from o1search.learn import SFTConfig, save_checkpoint, train_sft
     from o1search.policy import (
         build_default_policy,
         default_policy_path,
@@ -137,7 +187,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
         task = load_task(config.task, policy_dir)
     fingerprint = {k: v for k, v in dataclasses.asdict(config).items()
                    if k not in ("rounds", "progress", "resume", "overwrite", "num_pages",
-                                "kv_memory", "threads")}
+                                "kv_memory", "threads", "metrics_file", "logging_steps")}
     resume_state: dict[str, Any] | None = None
     if config.resume:
         from o1search.checkpoint import load_checkpoint
@@ -188,6 +238,30 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
             return evaluate_policy(model, tok, task, test, max_new_tokens=96).accuracy
 
     before = greedy() if resume_state is None else resume_state["before"]
+    log = _MetricsFile(config.metrics_file, append=resume_state is not None)
+    try:
+        return _train(config, task, model, tok, engine, train, test, out, before, greedy,
+                      resume_state, fingerprint, log, say)
+    finally:
+        log.close()
+
+
+def _train(config: TrainRunConfig, task: Any, model: Any, tok: Any, engine: Any,
+           train: list[Any], test: list[Any], out: Path, before: float | None,
+           greedy: Callable[[], float | None], resume_state: dict[str, Any] | None,
+           fingerprint: dict[str, Any], log: _MetricsFile, say: Callable[[str], None]
+           ) -> dict[str, Any]:
+    from o1search.checkpoint import save_checkpoint
+    from o1search.learn import SFTConfig, train_sft
+    from o1search.outputs import (
+        LATEST_FILE,
+        atomic_output_dir,
+        record_entries,
+        set_latest,
+    )
+
+    sft_log = {"log_path": log.sft_log, "log_every": config.logging_steps,
+               "grad_accum_steps": config.gradient_accumulation_steps}
     metrics: list[dict[str, float]] = [] if resume_state is None else \
         [dict(m) for m in resume_state["metrics"]]
     if config.algo == "sft":
@@ -200,7 +274,8 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
         res = train_sft(model, tok, examples, SFTConfig(
             learning_rate=config.learning_rate or 1e-2, warmup_steps=min(100, config.steps // 10),
             batch_size=64, max_steps=config.steps, max_length=256, seed=config.seed,
-            progress=config.progress))
+            progress=config.progress, **sft_log))
+        log.take_sft()
         metrics.append({"steps": res.steps, "loss_first": res.losses[0],
                         "loss_last": res.losses[-1], "seconds": res.seconds})
     elif config.algo == "rest":
@@ -212,7 +287,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
             sft=SFTConfig(learning_rate=config.learning_rate or 3e-4,
                           warmup_steps=min(10, config.steps // 3), max_steps=config.steps,
                           batch_size=64, max_length=256, seed=config.seed,
-                          progress=config.progress)))
+                          progress=config.progress, **sft_log)))
         # ``out`` is a run folder: round-N/ checkpoints and a ``latest`` pointer, written after
         # every round, so an interrupted run loses at most the round in progress (--resume).
         start = 0
@@ -234,6 +309,8 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
                         f"problems from {prev:.3f} to {m['greedy_accuracy']:.3f}; earlier "
                         f"rounds stay in {config.out}/round-N")
             metrics.append(m)
+            log.take_sft(round=r + 1)
+            log.write({"phase": "rest", "event": "round", "round": r + 1, **m})
             say(json.dumps({"round": r, **{k: round(v, 4) for k, v in m.items()}}))
             name = f"round-{r + 1}"
             # Listed before it is written: a run killed mid-save is still ours to resume.
@@ -256,6 +333,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
             batch = rng.sample(train, min(config.batch_size, len(train)))
             m = {k: float(v) for k, v in trainer.step(batch).items()}
             metrics.append(m)
+            log.write({"phase": "grpo", "step": step + 1, **m})
             if not config.progress:
                 say(json.dumps({"step": step, **{k: round(v, 4) for k, v in m.items()}}))
     model.eval()
@@ -267,6 +345,8 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
         ckpt = out / (out / LATEST_FILE).read_text(encoding="utf-8").strip()
     else:
         ckpt = save_checkpoint(out, model, tok, overwrite=config.overwrite)
+    log.write({"event": "end", "greedy_accuracy_before": before,
+               "greedy_accuracy_after": after, "checkpoint": str(ckpt)})
     return {"config": dataclasses.asdict(config), "metrics": metrics,
             "greedy_accuracy_before": before, "greedy_accuracy_after": after,
             "checkpoint": str(ckpt)}
