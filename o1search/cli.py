@@ -180,7 +180,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, resume=args.resume, num_pages=args.num_pages,
         kv_memory=args.kv_memory, threads=args.threads, dtype=args.dtype,
         metrics_file=args.metrics_file, logging_steps=args.logging_steps,
-        gradient_accumulation_steps=args.gradient_accumulation_steps)
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        temperature=args.temperature, beta=args.beta)
     out = run_train(config)
     b, a = out["greedy_accuracy_before"], out["greedy_accuracy_after"]
     if b is not None:
@@ -369,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--json", action="store_true", help="print JSON")
     ps.set_defaults(func=cmd_search)
 
-    pt = sub.add_parser("train", help="train a policy: sft, rest (expert iteration) or grpo")
+    pt = sub.add_parser("train", help="train a policy: sft, rest (expert iteration), grpo or ppo")
     pt.add_argument("--task", default="countdown", help="task name or FILE.jsonl")
     pt.add_argument("--algo", "--method", dest="algo", choices=TRAIN_ALGORITHMS, default="sft",
                     help="trainer (--method is the same option)")
@@ -394,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--solution-field", default=None, help="JSONL step-by-step solution field")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--no-progress", action="store_true")
+    pt.add_argument("--temperature", type=float, default=1.0,
+                    help="sampling temperature of ReST's search and GRPO/PPO rollouts")
+    pt.add_argument("--beta", type=float, default=None,
+                    help="KL coefficient to the frozen reference (grpo, ppo; default: 0 for "
+                         "grpo, 0.05 for ppo)")
     pt.add_argument("--metrics-file", default=None,
                     help="JSONL of training metrics: a row per logged SFT step, ReST round, "
                          "GRPO step (outside --out)")

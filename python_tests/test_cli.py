@@ -506,3 +506,29 @@ def test_train_writes_a_metrics_file_row_by_row(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "--algo", "sft", "--metrics-file",
                            str(tmp_path / "ck3" / "m.jsonl"), "--out", str(tmp_path / "ck3"))
     assert_usage_error(code, err, "inside --out")
+
+
+def test_train_ppo_and_grpo_change_the_weights_with_their_flags(capsys, tmp_path):
+    import json
+
+    import torch
+
+    from o1search.policy import default_policy_path, load_policy
+
+    before, _ = load_policy(default_policy_path())
+    for algo, extra in (("ppo", ["--beta", "0.1"]), ("grpo", ["--beta", "0.02"])):
+        mf = tmp_path / f"{algo}.jsonl"
+        code, _, err = run_cli(capsys, "train", "--algo", algo, "--steps", "2", "--problems",
+                               "8", "--samples", "2", "--batch-size", "2", "--eval-problems",
+                               "0", "--temperature", "0.8", "--metrics-file", str(mf),
+                               "--no-progress", "--out", str(tmp_path / algo), *extra)
+        assert code == 0, err
+        rows = [json.loads(x) for x in mf.read_text().splitlines()]
+        assert [r["step"] for r in rows if r.get("phase") == algo] == [1, 2]
+        after, _ = load_policy(tmp_path / algo)
+        moved = sum(not torch.equal(a, b) for a, b in zip(after.parameters(),
+                                                           before.parameters()))
+        assert moved > 0, algo
+    code, _, err = run_cli(capsys, "train", "--algo", "sft", "--beta", "0.1", "--out",
+                           str(tmp_path / "x"))
+    assert_usage_error(code, err, "--beta")

@@ -18,7 +18,7 @@ from o1search.experiments.task_setup import load_task, warn_unrepresentable
 __all__ = ["TRAIN_ALGORITHMS", "TrainRunConfig", "run_train"]
 
 #: Trainers ``o1search train`` runs.
-TRAIN_ALGORITHMS = ("sft", "rest", "grpo")
+TRAIN_ALGORITHMS = ("sft", "rest", "grpo", "ppo")
 _TRAIN_RUN = "train-run"  # the output marker's kind of a ReST run folder
 
 
@@ -62,6 +62,9 @@ class TrainRunConfig:
                                         "step / ReST round / GRPO step (outside --out)")
     logging_steps: int = _f(10, "SFT optimizer steps between metric rows")
     gradient_accumulation_steps: int = _f(1, "SFT micro-batches per optimizer step")
+    temperature: float = _f(1.0, "sampling temperature of ReST's search and GRPO/PPO rollouts")
+    beta: float | None = _f(None, "KL coefficient to the frozen reference (GRPO, PPO; None: "
+                                  "each trainer's default, 0 for GRPO and 0.05 for PPO)")
 
     def __post_init__(self) -> None:
         if self.algo not in TRAIN_ALGORITHMS:
@@ -74,6 +77,12 @@ class TrainRunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_problems < 0:
             raise ValueError(f"eval_problems must be >= 0, got {self.eval_problems}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.beta is not None and not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.beta is not None and self.algo not in ("grpo", "ppo"):
+            raise ValueError("--beta is the KL coefficient of grpo and ppo")
         if self.algo == "grpo" and self.samples < 2:
             raise ValueError("grpo needs samples >= 2 (a group baseline)")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -212,7 +221,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     test = task.problems("test")[: config.eval_problems]
     warn_unrepresentable(tok, task, train + test)
     engine = None
-    if config.algo in ("rest", "grpo"):
+    if config.algo in ("rest", "grpo", "ppo"):
         # The search engine's pool and the threads, sized for this model and run.
         from o1search.experiments.resources import plan_resources
         from o1search.learn.rollouts import engine_for
@@ -284,6 +293,7 @@ def _train(config: TrainRunConfig, task: Any, model: Any, tok: Any, engine: Any,
 
         trainer = ReSTTrainer(model, tok, task, engine=engine, config=ReSTConfig(
             algorithm="best_of_n", num_samples=config.samples, seed=config.seed,
+            temperature=config.temperature,
             sft=SFTConfig(learning_rate=config.learning_rate or 3e-4,
                           warmup_steps=min(10, config.steps // 3), max_steps=config.steps,
                           batch_size=64, max_length=256, seed=config.seed,
@@ -320,20 +330,29 @@ def _train(config: TrainRunConfig, task: Any, model: Any, tok: Any, engine: Any,
                 "before": before, "config": fingerprint}})
             set_latest(out, name, kind=_TRAIN_RUN)
     else:
-        from o1search.learn.grpo import GRPOTrainer
-        from o1search.learn.grpo_config import GRPOConfig
+        kl = {} if config.beta is None else {"kl_coef": config.beta}
+        if config.algo == "grpo":
+            from o1search.learn.grpo import GRPOTrainer
+            from o1search.learn.grpo_config import GRPOConfig
 
-        trainer = GRPOTrainer(model, tok, task, engine=engine, config=GRPOConfig(
-            num_generations=config.samples, learning_rate=config.learning_rate or 1e-4,
-            seed=config.seed))
-        rng = random.Random(f"train-grpo:{config.seed}")
+            trainer: Any = GRPOTrainer(model, tok, task, engine=engine, config=GRPOConfig(
+                num_generations=config.samples, learning_rate=config.learning_rate or 1e-4,
+                temperature=config.temperature, seed=config.seed, **kl))
+        else:
+            from o1search.learn.ppo import PPOTrainer
+            from o1search.learn.ppo_config import PPOConfig
+
+            trainer = PPOTrainer(model, tok, task, engine=engine, config=PPOConfig(
+                num_samples=config.samples, learning_rate=config.learning_rate or 1e-4,
+                temperature=config.temperature, seed=config.seed, **kl))
+        rng = random.Random(f"train-{config.algo}:{config.seed}")
         from tqdm.auto import tqdm
 
-        for step in tqdm(range(config.steps), desc="grpo", disable=not config.progress):
+        for step in tqdm(range(config.steps), desc=config.algo, disable=not config.progress):
             batch = rng.sample(train, min(config.batch_size, len(train)))
             m = {k: float(v) for k, v in trainer.step(batch).items()}
             metrics.append(m)
-            log.write({"phase": "grpo", "step": step + 1, **m})
+            log.write({"phase": config.algo, "step": step + 1, **m})
             if not config.progress:
                 say(json.dumps({"step": step, **{k: round(v, 4) for k, v in m.items()}}))
     model.eval()
