@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--json", action="store_true", help="print JSON")
     ps.set_defaults(func=cmd_search)
 
-    pt = sub.add_parser("train", help="train a policy: sft, rest (expert iteration), grpo or ppo")
+    pt = sub.add_parser("train", help="train a policy: sft, rest (expert iteration), grpo, ppo or step-level dpo")
     pt.add_argument("--task", default="countdown", help="task name or FILE.jsonl")
     pt.add_argument("--algo", "--method", dest="algo", choices=TRAIN_ALGORITHMS, default="sft",
                     help="trainer (--method is the same option)")
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue the ReST run in --out from its latest round (same options; "
                     "--rounds may grow)")
     pt.add_argument("--steps", type=int, default=200, help="SFT steps / GRPO batches")
-    pt.add_argument("--rounds", type=int, default=1, help="ReST rounds")
+    pt.add_argument("--rounds", type=int, default=1, help="ReST / DPO rounds")
     pt.add_argument("--problems", type=int, default=256, help="training problems")
     pt.add_argument("--samples", type=int, default=8, help="samples per problem")
     pt.add_argument("--batch-size", type=int, default=16, help="GRPO problems per batch")
@@ -398,8 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--temperature", type=float, default=1.0,
                     help="sampling temperature of ReST's search and GRPO/PPO rollouts")
     pt.add_argument("--beta", type=float, default=None,
-                    help="KL coefficient to the frozen reference (grpo, ppo; default: 0 for "
-                         "grpo, 0.05 for ppo)")
+                    help="KL coefficient to the frozen reference (grpo, ppo, dpo; default: "
+                         "0 / 0.05 / 0.1)")
     pt.add_argument("--metrics-file", default=None,
                     help="JSONL of training metrics: a row per logged SFT step, ReST round, "
                          "GRPO step (outside --out)")

@@ -532,3 +532,22 @@ def test_train_ppo_and_grpo_change_the_weights_with_their_flags(capsys, tmp_path
     code, _, err = run_cli(capsys, "train", "--algo", "sft", "--beta", "0.1", "--out",
                            str(tmp_path / "x"))
     assert_usage_error(code, err, "--beta")
+
+
+def test_train_dpo_learns_from_search_tree_pairs(capsys, tmp_path):
+    import json
+
+    import torch
+
+    from o1search.policy import default_policy_path, load_policy
+
+    mf = tmp_path / "dpo.jsonl"
+    code, _, err = run_cli(capsys, "train", "--algo", "dpo", "--problems", "6", "--samples", "8",
+                           "--eval-problems", "0", "--metrics-file", str(mf), "--no-progress",
+                           "--out", str(tmp_path / "dpo"))
+    assert code == 0, err
+    (row,) = [json.loads(x) for x in mf.read_text().splitlines() if '"dpo"' in x]
+    assert row["pairs"] > 0 and row["dpo_steps"] > 0
+    before, _ = load_policy(default_policy_path())
+    after, _ = load_policy(tmp_path / "dpo")
+    assert any(not torch.equal(a, b) for a, b in zip(after.parameters(), before.parameters()))

@@ -18,7 +18,7 @@ from o1search.experiments.task_setup import load_task, warn_unrepresentable
 __all__ = ["TRAIN_ALGORITHMS", "TrainRunConfig", "run_train"]
 
 #: Trainers ``o1search train`` runs.
-TRAIN_ALGORITHMS = ("sft", "rest", "grpo", "ppo")
+TRAIN_ALGORITHMS = ("sft", "rest", "grpo", "ppo", "dpo")
 _TRAIN_RUN = "train-run"  # the output marker's kind of a ReST run folder
 
 
@@ -63,8 +63,8 @@ class TrainRunConfig:
     logging_steps: int = _f(10, "SFT optimizer steps between metric rows")
     gradient_accumulation_steps: int = _f(1, "SFT micro-batches per optimizer step")
     temperature: float = _f(1.0, "sampling temperature of ReST's search and GRPO/PPO rollouts")
-    beta: float | None = _f(None, "KL coefficient to the frozen reference (GRPO, PPO; None: "
-                                  "each trainer's default, 0 for GRPO and 0.05 for PPO)")
+    beta: float | None = _f(None, "KL coefficient to the frozen reference (GRPO, PPO, DPO; "
+                                  "None: each trainer's default, 0 / 0.05 / 0.1)")
 
     def __post_init__(self) -> None:
         if self.algo not in TRAIN_ALGORITHMS:
@@ -81,8 +81,8 @@ class TrainRunConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.beta is not None and not self.beta >= 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if self.beta is not None and self.algo not in ("grpo", "ppo"):
-            raise ValueError("--beta is the KL coefficient of grpo and ppo")
+        if self.beta is not None and self.algo not in ("grpo", "ppo", "dpo"):
+            raise ValueError("--beta is the KL coefficient of grpo, ppo and dpo")
         if self.algo == "grpo" and self.samples < 2:
             raise ValueError("grpo needs samples >= 2 (a group baseline)")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -221,7 +221,7 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
     test = task.problems("test")[: config.eval_problems]
     warn_unrepresentable(tok, task, train + test)
     engine = None
-    if config.algo in ("rest", "grpo", "ppo"):
+    if config.algo in ("rest", "grpo", "ppo", "dpo"):
         # The search engine's pool and the threads, sized for this model and run.
         from o1search.experiments.resources import plan_resources
         from o1search.learn.rollouts import engine_for
@@ -329,6 +329,28 @@ def _train(config: TrainRunConfig, task: Any, model: Any, tok: Any, engine: Any,
                 "round": r + 1, "trainer": trainer.state_dict(), "metrics": metrics,
                 "before": before, "config": fingerprint}})
             set_latest(out, name, kind=_TRAIN_RUN)
+    elif config.algo == "dpo":
+        # Step-level DPO: MCTS trees on the training problems (values from verified
+        # roll-outs), sibling steps ranked by value into preference pairs, DPO against the
+        # policy at the start of each round (o1search.learn.loop).
+        from o1search.learn.dpo_config import DPOConfig
+        from o1search.learn.loop import SearchLearnLoop
+        from o1search.learn.loop_config import LoopConfig
+        from o1search.learn.rest_config import ReSTConfig
+
+        dpo = DPOConfig(learning_rate=config.learning_rate or 1e-4, seed=config.seed,
+                        **({} if config.beta is None else {"beta": config.beta}))
+        loop = SearchLearnLoop(model, tok, task, train, LoopConfig(
+            method="dpo", rounds=config.rounds, eval_before=False, seed=config.seed,
+            progress=config.progress, dpo=dpo,
+            rest=ReSTConfig(algorithm="mcts", num_samples=config.samples,
+                            temperature=config.temperature, seed=config.seed)),
+            engine=engine)
+        for row in loop.run():
+            m = {k: float(v) for k, v in row.items() if isinstance(v, (int, float))}
+            metrics.append(m)
+            log.write({"phase": "dpo", "event": "round", **m})
+            say(json.dumps({k: round(v, 4) for k, v in m.items()}))
     else:
         kl = {} if config.beta is None else {"kl_coef": config.beta}
         if config.algo == "grpo":
