@@ -181,7 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         kv_memory=args.kv_memory, threads=args.threads, dtype=args.dtype,
         metrics_file=args.metrics_file, logging_steps=args.logging_steps,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        temperature=args.temperature, beta=args.beta)
+        temperature=args.temperature, beta=args.beta, report_to=args.report_to,
+        logging_dir=args.logging_dir)
     out = run_train(config)
     b, a = out["greedy_accuracy_before"], out["greedy_accuracy_after"]
     if b is not None:
@@ -400,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--beta", type=float, default=None,
                     help="KL coefficient to the frozen reference (grpo, ppo, dpo; default: "
                          "0 / 0.05 / 0.1)")
+    pt.add_argument("--report-to", choices=("none", "tensorboard", "wandb"), default="none",
+                    help="also send the metric rows to TensorBoard or Weights & Biases "
+                         "(their own libraries, when installed)")
+    pt.add_argument("--logging-dir", default=None,
+                    help="TensorBoard / W&B folder (default: beside --metrics-file)")
     pt.add_argument("--metrics-file", default=None,
                     help="JSONL of training metrics: a row per logged SFT step, ReST round, "
                          "GRPO step (outside --out)")

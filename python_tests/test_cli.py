@@ -551,3 +551,26 @@ def test_train_dpo_learns_from_search_tree_pairs(capsys, tmp_path):
     before, _ = load_policy(default_policy_path())
     after, _ = load_policy(tmp_path / "dpo")
     assert any(not torch.equal(a, b) for a, b in zip(after.parameters(), before.parameters()))
+
+
+def test_train_reports_to_tensorboard_through_its_library(capsys, tmp_path, monkeypatch):
+    import sys
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = tmp_path / "tb"
+    code, _, err = run_cli(capsys, "train", "--algo", "sft", "--steps", "4", "--problems", "8",
+                           "--eval-problems", "0", "--logging-steps", "2", "--report-to",
+                           "tensorboard", "--logging-dir", str(logs), "--no-progress",
+                           "--out", str(tmp_path / "ck"))
+    assert code == 0, err
+    acc = EventAccumulator(str(logs))
+    acc.Reload()
+    assert "sft/loss" in acc.Tags()["scalars"]
+    assert [e.step for e in acc.Scalars("sft/loss")] == [2, 4]
+    # Without the library: one line saying what to install.
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    code, _, err = run_cli(capsys, "train", "--algo", "sft", "--steps", "1", "--report-to",
+                           "tensorboard", "--eval-problems", "0", "--out", str(tmp_path / "c2"))
+    assert_usage_error(code, err, "pip install tensorboard")

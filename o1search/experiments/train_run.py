@@ -62,6 +62,10 @@ class TrainRunConfig:
                                         "step / ReST round / GRPO step (outside --out)")
     logging_steps: int = _f(10, "SFT optimizer steps between metric rows")
     gradient_accumulation_steps: int = _f(1, "SFT micro-batches per optimizer step")
+    report_to: str = _f("none", "also report the metric rows to 'tensorboard' or 'wandb' "
+                                "(through their own libraries, when installed)")
+    logging_dir: str | None = _f(None, "TensorBoard / W&B folder (default: beside "
+                                       "--metrics-file, else ./o1search_logs)")
     temperature: float = _f(1.0, "sampling temperature of ReST's search and GRPO/PPO rollouts")
     beta: float | None = _f(None, "KL coefficient to the frozen reference (GRPO, PPO, DPO; "
                                   "None: each trainer's default, 0 / 0.05 / 0.1)")
@@ -77,6 +81,9 @@ class TrainRunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_problems < 0:
             raise ValueError(f"eval_problems must be >= 0, got {self.eval_problems}")
+        if self.report_to not in ("none", "tensorboard", "wandb"):
+            raise ValueError(f"report_to must be none, tensorboard or wandb, got "
+                             f"{self.report_to!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.beta is not None and not self.beta >= 0:
@@ -108,11 +115,38 @@ class TrainRunConfig:
 
 
 class _MetricsFile:
-    """The run's metrics JSONL: rows appended as training goes (flushed each row)."""
+    """The run's metrics JSONL: rows appended as training goes (flushed each row); with
+    ``report_to`` the numbers also go to TensorBoard or Weights & Biases."""
 
-    def __init__(self, path: str | None, append: bool) -> None:
+    def __init__(self, path: str | None, append: bool, *, report_to: str = "none",
+                 logging_dir: str | None = None, run_config: dict[str, Any] | None = None
+                 ) -> None:
         self.path = None if path is None else Path(path)
         self.sft_log: str | None = None
+        self._tb: Any = None
+        self._wandb: Any = None
+        self._count = 0
+        folder = logging_dir or (str(self.path.parent / "logs") if self.path else
+                                 "o1search_logs")
+        if report_to == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ValueError("--report-to tensorboard needs the tensorboard package (pip "
+                                 "install tensorboard)") from None
+            self._tb = SummaryWriter(log_dir=folder)
+        elif report_to == "wandb":
+            try:
+                import wandb
+            except ImportError:
+                raise ValueError("--report-to wandb needs the wandb package (pip install "
+                                 "wandb; WANDB_MODE=offline runs without an account)") from None
+            self._wandb = wandb.init(project="o1search", dir=folder, config=run_config)
+        if self.path is None and (self._tb is not None or self._wandb is not None):
+            import tempfile
+
+            self._tmp = tempfile.mkdtemp(prefix="o1search-sft-log-")
+            self.sft_log = os.path.join(self._tmp, "sft.jsonl")
         if self.path is not None:
             import tempfile
 
@@ -126,6 +160,16 @@ class _MetricsFile:
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
+        self._count += 1
+        nums = {f"{row.get('phase', 'run')}/{k}": float(v) for k, v in row.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        step = int(row.get("step") or row.get("round") or self._count)
+        if self._tb is not None:
+            for k, v in nums.items():
+                self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(nums)
 
     def take_sft(self, **tags: Any) -> None:
         """Move the SFT trainer's own rows (one per logged step) in, tagged."""
@@ -138,10 +182,14 @@ class _MetricsFile:
         os.remove(self.sft_log)
 
     def close(self) -> None:
-        if self.path is not None:
+        if self.sft_log is not None:
             import shutil
 
             shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
 
 
 def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = print
@@ -196,7 +244,8 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
         task = load_task(config.task, policy_dir)
     fingerprint = {k: v for k, v in dataclasses.asdict(config).items()
                    if k not in ("rounds", "progress", "resume", "overwrite", "num_pages",
-                                "kv_memory", "threads", "metrics_file", "logging_steps")}
+                                "kv_memory", "threads", "metrics_file", "logging_steps",
+                                "report_to", "logging_dir")}
     resume_state: dict[str, Any] | None = None
     if config.resume:
         from o1search.checkpoint import load_checkpoint
@@ -247,7 +296,9 @@ def run_train(config: TrainRunConfig, *, echo: Callable[[str], None] | None = pr
             return evaluate_policy(model, tok, task, test, max_new_tokens=96).accuracy
 
     before = greedy() if resume_state is None else resume_state["before"]
-    log = _MetricsFile(config.metrics_file, append=resume_state is not None)
+    log = _MetricsFile(config.metrics_file, append=resume_state is not None,
+                       report_to=config.report_to, logging_dir=config.logging_dir,
+                       run_config=dataclasses.asdict(config))
     try:
         return _train(config, task, model, tok, engine, train, test, out, before, greedy,
                       resume_state, fingerprint, log, say)
