@@ -147,7 +147,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         tree_html=args.tree_html, seed=args.seed, progress=not args.no_progress,
         hard_budget=args.hard_budget, num_samples=args.num_samples,
         beam_width=args.beam_width, num_simulations=args.num_simulations,
-        num_children=args.num_children, preset=args.preset)
+        num_children=args.num_children, preset=args.preset, tree_problem=args.tree_problem)
     out = run_search(config, echo=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(out, default=str))
@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("--num-children", "mcts: steps sampled per expansion")):
         ps.add_argument(flag, type=int, default=None,
                         help=f"{what} (default: the preset sized from --budget)")
+    ps.add_argument("--tree-problem", default=None,
+                    help="which problem's tree --tree-html shows: its id or its 0-based "
+                         "position (default: the first)")
     ps.add_argument("--preset", choices=("benchmark", "cli"), default="benchmark",
                     help="benchmark: the configuration benchmarks/bench_search.py measured "
                          "(exact-verifier MCTS with widening when the verifier guides); cli: "

@@ -574,3 +574,20 @@ def test_train_reports_to_tensorboard_through_its_library(capsys, tmp_path, monk
     code, _, err = run_cli(capsys, "train", "--algo", "sft", "--steps", "1", "--report-to",
                            "tensorboard", "--eval-problems", "0", "--out", str(tmp_path / "c2"))
     assert_usage_error(code, err, "pip install tensorboard")
+
+
+def test_tree_problem_picks_whose_tree_the_viewer_shows(capsys, tmp_path):
+    f = tmp_path / "t.html"
+    code, _, err = run_cli(capsys, "search", "--algo", "mcts", "--budget", "64", "--problems",
+                           "3", "--no-progress", "--tree-html", str(f), "--tree-problem", "2")
+    assert code == 0, err
+    page = f.read_text()
+    assert "countdown-test-00002" in page and "countdown-test-00000" not in page
+    code, _, err = run_cli(capsys, "search", "--algo", "mcts", "--budget", "64", "--problems",
+                           "3", "--no-progress", "--tree-html", str(tmp_path / "u.html"),
+                           "--tree-problem", "countdown-test-00001")
+    assert code == 0 and "countdown-test-00001" in (tmp_path / "u.html").read_text()
+    code, _, err = run_cli(capsys, "search", "--algo", "mcts", "--budget", "64", "--problems",
+                           "2", "--no-progress", "--tree-html", str(tmp_path / "v.html"),
+                           "--tree-problem", "nope")
+    assert_usage_error(code, err, "--tree-problem 'nope'")

@@ -184,7 +184,9 @@ class SearchRunConfig:
     kv_memory: int | None = _f(None, "bytes the KV pool may take (None: 25% of the available "
                                      "memory, at most 4 GiB, and no more than the run holds)")
     threads: int | None = _f(None, "torch CPU threads (None: half the CPUs, at least 1)")
-    tree_html: str | None = _f(None, "write the first problem's tree viewer here")
+    tree_html: str | None = _f(None, "write a problem's tree viewer here (--tree-problem)")
+    tree_problem: str | None = _f(None, "which problem's tree --tree-html shows: its id or its "
+                                        "position (0-based) in the run (None: the first)")
     temperature: float = _f(1.0, "sampling temperature of the sampling methods")
     top_p: float = _f(1.0, "nucleus sampling: keep the smallest set of tokens with this mass")
     top_k: int = _f(0, "sample among the k most likely tokens (0: all)")
@@ -316,6 +318,11 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
     task = load_task(config.task, policy_dir, question_field=config.question_field,
                      answer_field=config.answer_field)
     problems = _select_problems(task, config)
+    if config.tree_html and config.tree_problem is not None and config.tree_problem not in (
+            {str(p.id) for p in problems} | {str(i) for i in range(len(problems))}):
+        raise ValueError(f"--tree-problem {config.tree_problem!r} is neither the id nor the "
+                         f"position of a problem of this run ({len(problems)} problems, first "
+                         f"id {problems[0].id!r})")
     sink = _open_results(config) if config.out else None
     try:
         dtype = getattr(torch, config.dtype)
@@ -373,8 +380,11 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
                     top_p=config.top_p, top_k=config.top_k, hard_budget=config.hard_budget,
                     overrides=config.size_overrides(), preset=config.preset)
             seconds += row["seconds"]
-            if first_result is None:
-                first_result = (row["results"][0], row["correct"][0], row["reasons"][0])
+            for j, p in enumerate(chunk):
+                if first_result is None and (
+                        (config.tree_problem is None and lo + j == 0)
+                        or config.tree_problem in (str(p.id), str(lo + j))):
+                    first_result = (row["results"][j], row["correct"][j], row["reasons"][j], p)
             rows.append(row)
             for p, r, ok, why in zip(chunk, row["results"], row["correct"], row["reasons"]):
                 line = {"id": p.id, "question": p.question, "reference": p.answer,
@@ -390,14 +400,18 @@ def run_search(config: SearchRunConfig, *, echo: Callable[[str], None] | None = 
         if sink is not None:
             sink.close()
     tree_file = None
+    if config.tree_html and first_result is None:
+        raise ValueError(f"--tree-problem {config.tree_problem!r} is neither the id nor the "
+                         f"position of a problem of this run ({len(problems)} problems, first "
+                         f"id {problems[0].id!r})")
     if config.tree_html and first_result is not None:
         from o1search.viz import write_tree_html
 
-        r0, ok0, why0 = first_result
+        r0, ok0, why0, p0 = first_result
         tree_file = str(write_tree_html(
             config.tree_html, r0.tree, decode=make_decoder(tok), chosen=r0.node,
-            title=f"o1search {config.algo} tree: {problems[0].id}",
-            meta={"question": problems[0].question, "answer": r0.answer,
+            title=f"o1search {config.algo} tree: {p0.id}",
+            meta={"problem": p0.id, "question": p0.question, "answer": r0.answer,
                   "correct": ok0, "verifier says": why0 or "-", "algorithm": config.algo},
             mark=None if ok0 else false_step_of(why0)))
     n = len(out_problems)
