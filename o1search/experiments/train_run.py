@@ -142,17 +142,14 @@ class _MetricsFile:
                 raise ValueError("--report-to wandb needs the wandb package (pip install "
                                  "wandb; WANDB_MODE=offline runs without an account)") from None
             self._wandb = wandb.init(project="o1search", dir=folder, config=run_config)
-        if self.path is None and (self._tb is not None or self._wandb is not None):
-            import tempfile
-
-            self._tmp = tempfile.mkdtemp(prefix="o1search-sft-log-")
-            self.sft_log = os.path.join(self._tmp, "sft.jsonl")
         if self.path is not None:
-            import tempfile
-
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not append:
                 self.path.write_text("", encoding="utf-8")
+        if self.path is not None or self._tb is not None or self._wandb is not None:
+            import tempfile
+
+            # The SFT trainer writes its own rows here; take_sft moves them in, tagged.
             self._tmp = tempfile.mkdtemp(prefix="o1search-sft-log-")
             self.sft_log = os.path.join(self._tmp, "sft.jsonl")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
+import functools
 import gzip
 import json
 import os
@@ -212,6 +213,7 @@ class CodeTask(Task):
             return list(pool.map(self.evaluate, problems, completions))
 
 
+@functools.lru_cache(maxsize=4096)
 def _trusted_prelude(prompt: str) -> str:
     """The prompt as the judge's prelude when it is a program by itself (HumanEval's are: a
     signature and a docstring); "" when it is not (a bare ``def f(x):``), and then every name
